@@ -1,0 +1,58 @@
+#include "vitalgate/core/doorbell.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+
+namespace vg {
+
+Doorbell::Doorbell() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  // Without an eventfd the process cannot run its pipeline at all; this happens only when the
+  // process is out of descriptors at start-up.
+  if (fd_ < 0) std::abort();
+}
+
+Doorbell::~Doorbell() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Doorbell::Ring() {
+  // Pairs with the fence in PrepareWait(): either the consumer sees the producer's queued item
+  // in its re-check, or the producer sees sleeping_ == true here.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) {
+    const std::uint64_t one = 1;
+    ssize_t n;
+    do {
+      n = ::write(fd_, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+  }
+}
+
+void Doorbell::PrepareWait() {
+  sleeping_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void Doorbell::CancelWait() { sleeping_.store(false, std::memory_order_relaxed); }
+
+void Doorbell::Acknowledge() {
+  std::uint64_t value = 0;
+  while (::read(fd_, &value, sizeof value) > 0) {
+  }
+  sleeping_.store(false, std::memory_order_relaxed);
+}
+
+void Doorbell::Sleep(std::chrono::nanoseconds timeout) {
+  pollfd pfd{fd_, POLLIN, 0};
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+  if (ms <= 0 && timeout.count() > 0) ms = 1;
+  ::poll(&pfd, 1, static_cast<int>(ms));
+  Acknowledge();
+}
+
+}  // namespace vg
