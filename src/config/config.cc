@@ -1,0 +1,434 @@
+#include "vitalgate/config/config.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include <array>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace vg::config {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<std::string_view, 2> kFormats{"json", "fhir"};
+constexpr std::array<std::string_view, 2> kTlsVersions{"1.2", "1.3"};
+constexpr std::array<std::string_view, 2> kSyncModes{"full", "normal"};
+constexpr std::array<std::string_view, 6> kLogLevels{"trace", "debug", "info",
+                                                      "warn",  "error", "off"};
+
+constexpr OptionSpec kGateway[] = {
+    {"id", OptionType::kString, "", "Gateway id; part of every topic. [A-Za-z0-9._-], 1-64.", true},
+    {"site", OptionType::kString, "\"\"", "Free-form site label, reported in /healthz."},
+    {"log_level", OptionType::kString, "\"info\"", "trace, debug, info, warn, error or off.",
+     false, -1e300, 1e300, kLogLevels},
+};
+
+constexpr OptionSpec kStorage[] = {
+    {"path", OptionType::kString, "\"/var/lib/vitalgate/buffer.db\"",
+     "SQLite outbox file; created with mode 0600."},
+    {"max_bytes", OptionType::kInteger, "536870912",
+     "Upper bound of the outbox size on disk.", false, 1048576, 1e15},
+    {"synchronous", OptionType::kString, "\"full\"",
+     "SQLite synchronous mode: full (no committed row lost on power loss) or normal.", false,
+     -1e300, 1e300, kSyncModes},
+    {"batch_max_rows", OptionType::kInteger, "4096",
+     "Most readings written in one transaction (group commit).", false, 1, 1000000},
+};
+
+constexpr OptionSpec kTls[] = {
+    {"ca_file", OptionType::kString, "", "PEM CA bundle that signed the broker's certificate.",
+     true, -1e300, 1e300, {}, FileCheck::kReadable},
+    {"cert_file", OptionType::kString, "\"\"", "PEM client certificate (mutual TLS).", false,
+     -1e300, 1e300, {}, FileCheck::kReadable},
+    {"key_file", OptionType::kString, "\"\"",
+     "PEM private key of cert_file; must not be readable by group or others.", false, -1e300,
+     1e300, {}, FileCheck::kSecret},
+    {"min_version", OptionType::kString, "\"1.2\"", "Lowest TLS version accepted: 1.2 or 1.3.",
+     false, -1e300, 1e300, kTlsVersions},
+};
+
+constexpr OptionSpec kEncryption[] = {
+    {"key_file", OptionType::kString, "",
+     "32 random bytes in base64 on one line (openssl rand -base64 32); mode 0600.", true, -1e300,
+     1e300, {}, FileCheck::kSecret},
+    {"key_id", OptionType::kString, "", "Key id written as \"kid\" in every envelope.", true},
+};
+
+constexpr OptionSpec kMqtt[] = {
+    {"host", OptionType::kString, "", "Broker host name or IP address.", true},
+    {"port", OptionType::kInteger, "", "Broker port; default 8883 with tls, 1883 without.", false,
+     1, 65535},
+    {"client_id", OptionType::kString, "", "MQTT client id; default gateway.id."},
+    {"tls", OptionType::kObject, "",
+     "TLS settings; absent means plain TCP, allowed only to a loopback host."},
+    {"username", OptionType::kString, "\"\"", "MQTT user name."},
+    {"password_file", OptionType::kString, "\"\"",
+     "File holding the MQTT password on its first line; mode 0600.", false, -1e300, 1e300, {},
+     FileCheck::kSecret},
+    {"topic_prefix", OptionType::kString, "\"vitalgate/v1\"", "First levels of every topic."},
+    {"format", OptionType::kString, "\"json\"", "Readings payload: json or fhir.", false, -1e300,
+     1e300, kFormats},
+    {"payload_encryption", OptionType::kObject, "", "AES-256-GCM envelope for every payload."},
+    {"keepalive_s", OptionType::kInteger, "30", "MQTT keep-alive interval.", false, 5, 3600},
+    {"reconnect_min_ms", OptionType::kInteger, "500", "First reconnect delay.", false, 10, 600000},
+    {"reconnect_max_ms", OptionType::kInteger, "30000",
+     "Cap of the exponential reconnect delay.", false, 100, 3600000},
+    {"max_inflight", OptionType::kInteger, "64",
+     "Messages published but not yet acknowledged (PUBACK).", false, 1, 65535},
+    {"max_readings_per_message", OptionType::kInteger, "100",
+     "Most readings of one patient in one readings message.", false, 1, 10000},
+};
+
+constexpr OptionSpec kHttp[] = {
+    {"listen", OptionType::kString, "\"127.0.0.1:9102\"",
+     "Address of /healthz and /metrics, host:port; \"\" disables."},
+};
+
+constexpr std::array<std::string_view, 0> kNoChoices{};
+
+constexpr OptionSpec kPatient[] = {
+    {"id", OptionType::kString, "", "Patient id; part of topics. [A-Za-z0-9._-], 1-64.", true},
+    {"news2_scale", OptionType::kInteger, "1",
+     "NEWS2 SpO2 scale: 1, or 2 for confirmed hypercapnic respiratory failure.", false, 1, 2},
+    {"rules", OptionType::kObject, "{}", "Overrides of the global rules (JSON merge patch)."},
+};
+
+constexpr OptionSpec kDevice[] = {
+    {"id", OptionType::kString, "", "Device id. [A-Za-z0-9._-], 1-64.", true},
+    {"patient", OptionType::kString, "", "Id of the patient the device is attached to.", true},
+    {"transport", OptionType::kObject, "", "How bytes arrive; see the transport tables.", true},
+    {"codec", OptionType::kObject, "",
+     "How bytes become readings: a name or {\"type\": name, options...}."},
+    {"no_data_s", OptionType::kNumber, "",
+     "Technical alarm after this long without a reading; overrides rules.technical.", false, 1,
+     86400},
+    {"disconnect_alarm_s", OptionType::kNumber, "",
+     "Technical alarm after the link is down this long; overrides rules.technical.", false, 0,
+     86400},
+};
+
+constexpr std::array<std::string_view, 8> kTopLevelKeys{
+    "gateway", "storage", "mqtt", "http", "patients", "devices", "rules", "$schema"};
+
+std::string IndexPath(std::string_view parent, std::size_t i) {
+  return std::string(parent) + "[" + std::to_string(i) + "]";
+}
+
+const std::string& Str(const json& j, const char* key) { return j.at(key).get_ref<const std::string&>(); }
+int Int(const json& j, const char* key) { return j.at(key).get<int>(); }
+
+Status ParseMqtt(const json& in, const OptionContext& ctx, const std::string& gateway_id,
+                 MqttConfig& out, json& effective) {
+  json raw = in;
+  // A string codec-like shorthand is not offered here; mqtt must be an object.
+  auto mqtt = ApplyOptionSpecs(raw, kMqtt, "mqtt", ctx);
+  if (!mqtt.ok()) return mqtt.status();
+  json& m = *mqtt;
+  out.host = Str(m, "host");
+  if (out.host.empty()) return InvalidArgument("mqtt.host: must not be empty");
+  if (m.contains("tls")) {
+    auto tls = ApplyOptionSpecs(m["tls"], kTls, "mqtt.tls", ctx);
+    if (!tls.ok()) return tls.status();
+    TlsConfig t;
+    t.ca_file = Str(*tls, "ca_file");
+    t.cert_file = Str(*tls, "cert_file");
+    t.key_file = Str(*tls, "key_file");
+    t.min_version = Str(*tls, "min_version");
+    if (t.cert_file.empty() != t.key_file.empty()) {
+      return InvalidArgument(
+          "mqtt.tls: cert_file and key_file go together (mutual TLS needs both)");
+    }
+    m["tls"] = *tls;
+    out.tls = t;
+  } else if (!IsLoopbackHost(out.host)) {
+    return InvalidArgument("mqtt.tls: required for host \"" + out.host +
+                           "\"; plain TCP is allowed only to 127.0.0.1, ::1 or localhost");
+  }
+  if (!m.contains("port")) m["port"] = out.tls ? 8883 : 1883;
+  if (!m.contains("client_id")) m["client_id"] = gateway_id;
+  out.port = Int(m, "port");
+  out.client_id = Str(m, "client_id");
+  if (out.client_id.empty() || out.client_id.size() > 128) {
+    return InvalidArgument("mqtt.client_id: must be 1 to 128 characters");
+  }
+  out.username = Str(m, "username");
+  out.password_file = Str(m, "password_file");
+  if (!out.password_file.empty() && out.username.empty()) {
+    return InvalidArgument("mqtt.password_file: needs mqtt.username");
+  }
+  out.topic_prefix = Str(m, "topic_prefix");
+  if (out.topic_prefix.empty() || out.topic_prefix.find_first_of("+#") != std::string::npos ||
+      out.topic_prefix.front() == '/' || out.topic_prefix.back() == '/') {
+    return InvalidArgument(
+        "mqtt.topic_prefix: must be non-empty, without '+', '#' or a leading/trailing '/'");
+  }
+  out.format = Str(m, "format");
+  if (m.contains("payload_encryption")) {
+    auto enc = ApplyOptionSpecs(m["payload_encryption"], kEncryption, "mqtt.payload_encryption", ctx);
+    if (!enc.ok()) return enc.status();
+    out.payload_encryption = EncryptionConfig{Str(*enc, "key_file"), Str(*enc, "key_id")};
+    if (out.payload_encryption->key_id.empty()) {
+      return InvalidArgument("mqtt.payload_encryption.key_id: must not be empty");
+    }
+    m["payload_encryption"] = *enc;
+  }
+  out.keepalive_s = Int(m, "keepalive_s");
+  out.reconnect_min_ms = Int(m, "reconnect_min_ms");
+  out.reconnect_max_ms = Int(m, "reconnect_max_ms");
+  if (out.reconnect_max_ms < out.reconnect_min_ms) {
+    return InvalidArgument("mqtt.reconnect_max_ms: must be >= mqtt.reconnect_min_ms");
+  }
+  out.max_inflight = Int(m, "max_inflight");
+  out.max_readings_per_message = Int(m, "max_readings_per_message");
+  effective["mqtt"] = m;
+  return Status::Ok();
+}
+
+Status ParseDevices(const json& devices, const OptionContext& ctx,
+                    const std::set<std::string>& patient_ids, Config& cfg, json& effective) {
+  if (!devices.is_array()) {
+    return InvalidArgument("devices: expected an array, got " + std::string(JsonTypeName(devices)));
+  }
+  std::set<std::string> seen;
+  json eff = json::array();
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    const std::string path = IndexPath("devices", i);
+    json raw = devices[i];
+    // "codec" may be a plain name; normalize it to {"type": name}.
+    if (raw.is_object() && raw.contains("codec") && raw["codec"].is_string()) {
+      raw["codec"] = json{{"type", raw["codec"]}};
+    }
+    auto dev = ApplyOptionSpecs(raw, kDevice, path, ctx);
+    if (!dev.ok()) return dev.status();
+    DeviceConfig d;
+    d.id = Str(*dev, "id");
+    if (!IsValidId(d.id)) {
+      return InvalidArgument(path + ".id: \"" + d.id + "\" is not a valid id ([A-Za-z0-9._-], 1-64)");
+    }
+    if (!seen.insert(d.id).second) {
+      return InvalidArgument(path + ".id: duplicate device id \"" + d.id + "\"");
+    }
+    d.patient = Str(*dev, "patient");
+    if (patient_ids.count(d.patient) == 0) {
+      return InvalidArgument(path + ".patient: \"" + d.patient + "\" is not in patients[]");
+    }
+    d.transport = (*dev)["transport"];
+    if (!d.transport.contains("type") || !d.transport["type"].is_string()) {
+      return InvalidArgument(path + ".transport.type: required string is missing");
+    }
+    if (dev->contains("codec")) {
+      d.codec = (*dev)["codec"];
+      if (!d.codec.contains("type") || !d.codec["type"].is_string()) {
+        return InvalidArgument(path + ".codec.type: required string is missing");
+      }
+    }
+    if (dev->contains("no_data_s")) d.no_data_s = (*dev)["no_data_s"].get<double>();
+    if (dev->contains("disconnect_alarm_s")) {
+      d.disconnect_alarm_s = (*dev)["disconnect_alarm_s"].get<double>();
+    }
+    eff.push_back(*dev);
+    cfg.devices.push_back(std::move(d));
+  }
+  effective["devices"] = eff;
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool IsValidId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsLoopbackHost(std::string_view host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  in_addr addr{};
+  const std::string h(host);
+  if (::inet_pton(AF_INET, h.c_str(), &addr) == 1) {
+    return (ntohl(addr.s_addr) >> 24) == 127;
+  }
+  return false;
+}
+
+Result<json> ParseJsonDocument(std::string_view text, std::string_view source) {
+  // Duplicate keys are accepted by JSON parsers (last wins) but in a config they are almost
+  // always a mistake, so the parse callback records the first one with its path.
+  std::vector<std::set<std::string>> keys_per_object;
+  std::vector<std::string> path;
+  std::string duplicate;
+  auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        keys_per_object.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!keys_per_object.empty()) keys_per_object.pop_back();
+        if (!path.empty()) path.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        const auto& key = parsed.get_ref<const std::string&>();
+        if (!keys_per_object.empty() && !keys_per_object.back().insert(key).second &&
+            duplicate.empty()) {
+          duplicate = key;
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    json doc = json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
+                           /*ignore_comments=*/false);
+    if (!duplicate.empty()) {
+      return InvalidArgument(std::string(source) + ": duplicate key \"" + duplicate + "\"");
+    }
+    return doc;
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    const auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    return InvalidArgument(std::string(source) + ": " + what + " (byte offset " +
+                           std::to_string(e.byte) + ")");
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string(source) + ": " + e.what());
+  }
+}
+
+Result<Config> ParseConfig(std::string_view text, std::string_view source, std::string_view base_dir,
+                           const ParseOptions& options) {
+  auto doc = ParseJsonDocument(text, source);
+  if (!doc.ok()) return doc.status();
+  const json& root = *doc;
+  const std::string src(source);
+  if (!root.is_object()) {
+    return InvalidArgument(src + ": expected a JSON object at the top level, got " +
+                           std::string(JsonTypeName(root)));
+  }
+  auto fail = [&](const Status& s) { return s.WithContext(src); };
+  for (const auto& [key, value] : root.items()) {
+    bool known = false;
+    for (std::string_view k : kTopLevelKeys) known = known || k == key;
+    if (!known) {
+      return fail(InvalidArgument(
+          key + ": unknown key (known keys: gateway, storage, mqtt, http, patients, devices, rules)"));
+    }
+  }
+  const OptionContext ctx{base_dir, options.check_files};
+  Config cfg;
+  cfg.source = src;
+  cfg.base_dir = std::string(base_dir);
+  json effective = json::object();
+
+  if (!root.contains("gateway")) return fail(InvalidArgument("gateway: required section is missing"));
+  auto gw = ApplyOptionSpecs(root["gateway"], kGateway, "gateway", ctx);
+  if (!gw.ok()) return fail(gw.status());
+  cfg.gateway_id = Str(*gw, "id");
+  if (!IsValidId(cfg.gateway_id)) {
+    return fail(InvalidArgument("gateway.id: \"" + cfg.gateway_id +
+                                "\" is not a valid id ([A-Za-z0-9._-], 1-64)"));
+  }
+  cfg.site = Str(*gw, "site");
+  cfg.log_level = Str(*gw, "log_level");
+  effective["gateway"] = *gw;
+
+  auto st = ApplyOptionSpecs(root.value("storage", json::object()), kStorage, "storage", ctx);
+  if (!st.ok()) return fail(st.status());
+  cfg.storage.path = Str(*st, "path");
+  if (cfg.storage.path.empty()) return fail(InvalidArgument("storage.path: must not be empty"));
+  if (cfg.storage.path[0] != '/' && !base_dir.empty() && cfg.storage.path != ":memory:") {
+    cfg.storage.path = std::string(base_dir) + "/" + cfg.storage.path;
+    (*st)["path"] = cfg.storage.path;
+  }
+  cfg.storage.max_bytes = (*st)["max_bytes"].get<std::uint64_t>();
+  cfg.storage.synchronous = Str(*st, "synchronous");
+  cfg.storage.batch_max_rows = Int(*st, "batch_max_rows");
+  effective["storage"] = *st;
+
+  if (!root.contains("mqtt")) return fail(InvalidArgument("mqtt: required section is missing"));
+  VG_RETURN_IF_ERROR(fail(ParseMqtt(root["mqtt"], ctx, cfg.gateway_id, cfg.mqtt, effective)));
+
+  auto http = ApplyOptionSpecs(root.value("http", json::object()), kHttp, "http", ctx);
+  if (!http.ok()) return fail(http.status());
+  cfg.http.listen = Str(*http, "listen");
+  effective["http"] = *http;
+
+  const json patients = root.value("patients", json::array());
+  if (!patients.is_array()) {
+    return fail(InvalidArgument("patients: expected an array, got " +
+                                std::string(JsonTypeName(patients))));
+  }
+  std::set<std::string> patient_ids;
+  json eff_patients = json::array();
+  for (std::size_t i = 0; i < patients.size(); ++i) {
+    const std::string path = IndexPath("patients", i);
+    auto p = ApplyOptionSpecs(patients[i], kPatient, path, ctx);
+    if (!p.ok()) return fail(p.status());
+    PatientConfig pc;
+    pc.id = Str(*p, "id");
+    if (!IsValidId(pc.id)) {
+      return fail(InvalidArgument(path + ".id: \"" + pc.id +
+                                  "\" is not a valid id ([A-Za-z0-9._-], 1-64)"));
+    }
+    if (!patient_ids.insert(pc.id).second) {
+      return fail(InvalidArgument(path + ".id: duplicate patient id \"" + pc.id + "\""));
+    }
+    pc.news2_scale = Int(*p, "news2_scale");
+    pc.rules = (*p)["rules"];
+    eff_patients.push_back(*p);
+    cfg.patients.push_back(std::move(pc));
+  }
+  effective["patients"] = eff_patients;
+
+  VG_RETURN_IF_ERROR(
+      fail(ParseDevices(root.value("devices", json::array()), ctx, patient_ids, cfg, effective)));
+
+  cfg.rules = root.value("rules", json::object());
+  if (!cfg.rules.is_object()) {
+    return fail(InvalidArgument("rules: expected an object, got " +
+                                std::string(JsonTypeName(cfg.rules))));
+  }
+  effective["rules"] = cfg.rules;
+  cfg.effective = std::move(effective);
+  return cfg;
+}
+
+Result<Config> LoadConfigFile(const std::string& path, const ParseOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return NotFound(path + ": cannot open config file: " + std::strerror(errno));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Unavailable(path + ": read error");
+  // Relative file names in the config are relative to the config file's own directory.
+  std::string dir = ".";
+  const auto slash = path.rfind('/');
+  if (slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
+  if (char* real = ::realpath(dir.c_str(), nullptr)) {
+    dir = real;
+    std::free(real);
+  }
+  return ParseConfig(ss.str(), path, dir, options);
+}
+
+std::span<const OptionSpec> GatewaySpecs() { return kGateway; }
+std::span<const OptionSpec> StorageSpecs() { return kStorage; }
+std::span<const OptionSpec> MqttSpecs() { return kMqtt; }
+std::span<const OptionSpec> TlsSpecs() { return kTls; }
+std::span<const OptionSpec> EncryptionSpecs() { return kEncryption; }
+std::span<const OptionSpec> HttpSpecs() { return kHttp; }
+std::span<const OptionSpec> PatientSpecs() { return kPatient; }
+std::span<const OptionSpec> DeviceSpecs() { return kDevice; }
+
+}  // namespace vg::config
