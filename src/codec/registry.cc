@@ -1,0 +1,87 @@
+#include <nlohmann/json.hpp>
+
+#include "jsonl.h"
+#include "vitalgate/codec/codec.h"
+
+namespace vg {
+namespace {
+
+const CodecDescriptor kCodecs[] = {
+    {"jsonl", "one JSON object per line: {\"metric\",\"value\",\"unit\"?,\"ts\"?,\"patient\"?}",
+     JsonlCodec::Options(), DecodeInput::kText, &JsonlCodec::Make},
+};
+
+}  // namespace
+
+void Codec::FeedCharacteristic(std::uint16_t /*uuid*/, std::span<const std::uint8_t> /*value*/,
+                               CodecSink& sink) {
+  sink.OnDecodeError(DecodeError{0, "this codec reads byte streams, not BLE characteristics", "", false});
+}
+
+std::span<const CodecDescriptor> AllCodecs() { return kCodecs; }
+
+const CodecDescriptor* FindCodec(std::string_view name) {
+  for (const CodecDescriptor& c : kCodecs) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+Result<nlohmann::json> ValidateCodecSpec(const nlohmann::json& spec, std::string_view path) {
+  const std::string where(path);
+  if (!spec.is_object() || !spec.contains("type") || !spec["type"].is_string()) {
+    return InvalidArgument(where + ": expected a codec name or {\"type\": name, ...}");
+  }
+  const auto& name = spec["type"].get_ref<const std::string&>();
+  const CodecDescriptor* desc = FindCodec(name);
+  if (desc == nullptr) {
+    std::string known;
+    for (const CodecDescriptor& c : kCodecs) {
+      if (!known.empty()) known += ", ";
+      known += c.name;
+    }
+    return InvalidArgument(where + ".type: unknown codec \"" + name + "\" (known: " + known + ")");
+  }
+  static constexpr std::string_view kIgnore[] = {"type"};
+  return ApplyOptionSpecs(spec, desc->options, path, OptionContext{}, kIgnore);
+}
+
+Result<std::unique_ptr<Codec>> MakeCodec(const nlohmann::json& spec) {
+  const CodecDescriptor* desc = FindCodec(spec.at("type").get_ref<const std::string&>());
+  if (desc == nullptr) return InvalidArgument("unknown codec");
+  return desc->make(spec);
+}
+
+Result<std::string> ParseHex(std::string_view text) {
+  std::string out;
+  int high = -1;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' || c == ',' || c == ':' || c == '\t') {
+      if (high >= 0) return InvalidArgument("hex: odd number of digits before offset " + std::to_string(i));
+      continue;
+    }
+    if (c == '0' && i + 1 < text.size() && (text[i + 1] == 'x' || text[i + 1] == 'X') && high < 0) {
+      ++i;
+      continue;
+    }
+    int v = -1;
+    if (c >= '0' && c <= '9') v = c - '0';
+    if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+    if (v < 0) {
+      return InvalidArgument("hex: unexpected character at offset " + std::to_string(i) +
+                             ", expected 0-9 or a-f");
+    }
+    if (high < 0) {
+      high = v;
+    } else {
+      out += static_cast<char>((high << 4) | v);
+      high = -1;
+    }
+  }
+  if (high >= 0) return InvalidArgument("hex: odd number of digits");
+  return out;
+}
+
+}  // namespace vg
