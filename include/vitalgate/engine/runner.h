@@ -1,0 +1,78 @@
+// EngineRunner: the engine thread. It drains the ingress rings (one per producer thread, so
+// every ring is single-producer) round-robin in bounded batches, feeds the Engine, and hands
+// accepted readings and alert events to the store through two more rings, alerts first. No
+// mutex is taken anywhere between a decoded reading and its alert.
+//
+// Thread-safety: the producer side of each input ring belongs to its producer thread; PostRules
+// and RequestStop may be called from the control thread; everything else runs on the engine
+// thread it starts.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vitalgate/core/alert.h"
+#include "vitalgate/core/clock.h"
+#include "vitalgate/core/doorbell.h"
+#include "vitalgate/core/spsc_ring.h"
+#include "vitalgate/core/stats.h"
+#include "vitalgate/engine/engine.h"
+
+namespace vg {
+
+struct AckRequest {
+  std::uint64_t alert_id = 0;
+  std::string by;
+  std::int64_t wall_ms = 0;
+};
+
+struct GatewayConditionChange {
+  DeviceCondition condition = DeviceCondition::kStorage;
+  bool active = false;
+  std::string detail;
+};
+
+struct EngineRings {
+  std::vector<SpscRing<IngressItem>*> inputs;  // one per producer thread
+  SpscRing<AckRequest>* acks = nullptr;        // from the forwarder
+  SpscRing<Reading>* readings_out = nullptr;   // to the store
+  SpscRing<AlertEvent>* alerts_out = nullptr;  // to the store
+  Doorbell* wake_engine = nullptr;             // rung by producers
+  Doorbell* wake_store = nullptr;              // rung by the engine
+};
+
+class EngineRunner {
+ public:
+  EngineRunner(Engine& engine, const Clock& clock, EngineRings rings, GatewayStats& stats);
+  ~EngineRunner();
+
+  void Start();
+  // Control thread: the new rules take effect before the next reading is processed.
+  void PostRules(std::shared_ptr<const RuleBook> rules);
+  // Control thread: a gateway-wide condition (e.g. storage) for every patient.
+  void PostGatewayCondition(DeviceCondition condition, bool active, std::string detail);
+  // Control thread, after every producer has stopped: process what is queued, then exit.
+  void RequestStop();
+  void Join();
+
+ private:
+  class Sink;
+  void Run();
+  std::size_t DrainOnce();
+  bool InputsEmpty() const;
+
+  Engine& engine_;
+  const Clock& clock_;
+  EngineRings rings_;
+  GatewayStats& stats_;
+  SpscRing<std::shared_ptr<const RuleBook>> rules_in_{8};
+  SpscRing<GatewayConditionChange> gateway_in_{64};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace vg

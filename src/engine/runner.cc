@@ -1,0 +1,138 @@
+#include "vitalgate/engine/runner.h"
+
+#include <chrono>
+
+namespace vg {
+
+// Forwards alert events to the store ring, waiting (never dropping) if the store lags.
+class EngineRunner::Sink final : public AlertSink {
+ public:
+  explicit Sink(EngineRunner& r) : r_(r) {}
+  void OnAlert(AlertEvent&& e) override {
+    r_.stats_.alerts_raised.fetch_add(1, std::memory_order_relaxed);
+    while (!r_.rings_.alerts_out->TryPush(std::move(e))) {
+      r_.rings_.wake_store->Ring();
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    r_.rings_.wake_store->Ring();
+  }
+
+ private:
+  EngineRunner& r_;
+};
+
+EngineRunner::EngineRunner(Engine& engine, const Clock& clock, EngineRings rings,
+                           GatewayStats& stats)
+    : engine_(engine), clock_(clock), rings_(std::move(rings)), stats_(stats) {}
+
+EngineRunner::~EngineRunner() {
+  RequestStop();
+  Join();
+}
+
+void EngineRunner::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void EngineRunner::PostRules(std::shared_ptr<const RuleBook> rules) {
+  while (!rules_in_.TryPush(std::move(rules))) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  rings_.wake_engine->Ring();
+}
+
+void EngineRunner::PostGatewayCondition(DeviceCondition condition, bool active, std::string detail) {
+  GatewayConditionChange c{condition, active, std::move(detail)};
+  while (!gateway_in_.TryPush(std::move(c))) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  rings_.wake_engine->Ring();
+}
+
+void EngineRunner::RequestStop() {
+  stop_.store(true, std::memory_order_release);
+  if (rings_.wake_engine != nullptr) rings_.wake_engine->Ring();
+}
+
+void EngineRunner::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool EngineRunner::InputsEmpty() const {
+  for (const SpscRing<IngressItem>* ring : rings_.inputs) {
+    if (!ring->Empty()) return false;
+  }
+  return rings_.acks->Empty() && rules_in_.Empty() && gateway_in_.Empty();
+}
+
+std::size_t EngineRunner::DrainOnce() {
+  Sink sink(*this);
+  std::size_t total = 0;
+  std::shared_ptr<const RuleBook> rules;
+  while (rules_in_.TryPop(rules)) engine_.SetRules(std::move(rules), clock_.WallMs(), sink);
+  GatewayConditionChange gc;
+  while (gateway_in_.TryPop(gc)) {
+    engine_.OnGatewayCondition(gc.condition, gc.active, gc.detail, clock_.WallMs(), sink);
+  }
+  AckRequest ack;
+  while (rings_.acks->TryPop(ack)) {
+    const auto result = engine_.Acknowledge(ack.alert_id, ack.by, ack.wall_ms, sink);
+    if (result == Engine::AckResult::kAcknowledged ||
+        result == Engine::AckResult::kAlreadyAcknowledged) {
+      stats_.acks_applied.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      stats_.acks_rejected.fetch_add(1, std::memory_order_relaxed);
+    }
+    ++total;
+  }
+  const std::int64_t mono = clock_.MonotonicNs();
+  constexpr std::size_t kBatch = 512;  // per ring per round: a flooding producer cannot starve others
+  for (SpscRing<IngressItem>* ring : rings_.inputs) {
+    total += ring->Drain(
+        [&](IngressItem& item) {
+          switch (item.kind) {
+            case IngressItem::Kind::kReading: {
+              Reading& r = item.reading;
+              engine_.OnReading(r, mono, sink);
+              while (!rings_.readings_out->TryPush(r)) {
+                // The store is behind: hold the engine (its inputs absorb the burst, then the
+                // producers count drops) rather than lose an accepted reading here.
+                rings_.wake_store->Ring();
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+              }
+              break;
+            }
+            case IngressItem::Kind::kCondition:
+              if (item.condition == DeviceCondition::kBadFrames) {
+                engine_.OnDecodeError(item.reading.device, item.reading.rx_ms, mono, sink);
+              } else {
+                engine_.OnCondition(item.reading.device, item.condition, item.active,
+                                    item.reading.rx_ms, mono, sink);
+              }
+              break;
+          }
+        },
+        kBatch);
+  }
+  if (total > 0) {
+    stats_.readings_accepted.store(engine_.counters().readings, std::memory_order_relaxed);
+    rings_.wake_store->Ring();
+  }
+  return total;
+}
+
+void EngineRunner::Run() {
+  Sink sink(*this);
+  std::int64_t next_tick = clock_.MonotonicNs();
+  constexpr std::int64_t kTickNs = 250'000'000;
+  while (true) {
+    stats_.engine_loops.fetch_add(1, std::memory_order_relaxed);
+    const std::size_t n = DrainOnce();
+    const std::int64_t now = clock_.MonotonicNs();
+    if (now >= next_tick) {
+      engine_.OnTick(clock_.WallMs(), now, sink);
+      next_tick = now + kTickNs;
+    }
+    if (n > 0) continue;
+    if (stop_.load(std::memory_order_acquire) && InputsEmpty()) break;
+    rings_.wake_engine->Wait(std::chrono::nanoseconds(next_tick - now),
+                             [this] { return !InputsEmpty() || stop_.load(); });
+  }
+  rings_.wake_store->Ring();
+}
+
+}  // namespace vg
