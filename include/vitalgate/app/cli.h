@@ -1,0 +1,23 @@
+// The command line of docs/cli.md: run, check, decode, replay, decrypt, --version, --help.
+// Exit codes: 0 success, 2 the input (config, arguments, device bytes) was wrong, 1 the
+// environment failed (disk, network).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "vitalgate/core/status.h"
+
+namespace vg {
+
+int Main(const std::vector<std::string>& args);
+
+// Prints "vitalgate: <message>" to stderr and returns the status's exit code.
+int PrintError(const Status& status);
+
+int CommandCheck(const std::string& config_path);
+int CommandDecode(const std::vector<std::string>& args);  // args after "decode"
+int CommandReplay(const std::vector<std::string>& args);
+int CommandDecrypt(const std::vector<std::string>& args);
+
+}  // namespace vg

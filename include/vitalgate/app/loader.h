@@ -1,0 +1,47 @@
+// Loads a configuration file completely: the config sections (config module), each device's
+// transport and codec options (their modules' option tables), and the rules (engine module).
+// `vitalgate check`, `run` and SIGHUP all go through here, so they accept exactly the same files.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vitalgate/codec/codec.h"
+#include "vitalgate/config/config.h"
+#include "vitalgate/core/patient_directory.h"
+#include "vitalgate/engine/rules.h"
+#include "vitalgate/transport/transport.h"
+
+namespace vg {
+
+struct DeviceSetup {
+  config::DeviceConfig config;
+  const TransportDescriptor* transport = nullptr;
+  nlohmann::json transport_options;  // validated, defaults filled in
+  nlohmann::json codec_options;      // validated {"type": ..., ...}
+  PatientIndex patient = 0;
+};
+
+struct LoadedConfig {
+  config::Config config;
+  std::vector<DeviceSetup> devices;
+  std::shared_ptr<const RuleBook> rules;
+  nlohmann::json effective;  // everything, defaults filled in
+};
+
+struct LoadOptions {
+  bool check_files = true;
+};
+
+// Interns every configured patient into `patients` (the caller's directory) and compiles rules
+// against those indices.
+Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& patients,
+                                    const LoadOptions& options = {});
+
+// The one-screen summary printed by `vitalgate check`.
+std::string Summarize(const LoadedConfig& loaded);
+
+}  // namespace vg

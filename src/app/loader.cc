@@ -1,0 +1,103 @@
+#include "vitalgate/app/loader.h"
+
+#include <sstream>
+
+#include "vitalgate/forward/envelope.h"
+
+namespace vg {
+
+Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& patients,
+                                    const LoadOptions& options) {
+  auto cfg = config::LoadConfigFile(path, config::ParseOptions{options.check_files});
+  if (!cfg.ok()) return cfg.status();
+  LoadedConfig out;
+  out.config = std::move(*cfg);
+  out.effective = out.config.effective;
+  const OptionContext ctx{out.config.base_dir, options.check_files};
+
+  if (out.config.mqtt.payload_encryption && options.check_files) {
+    const config::EncryptionConfig& enc = *out.config.mqtt.payload_encryption;
+    auto key = LoadPayloadKey(enc.key_file, enc.key_id);
+    if (!key.ok()) {
+      return key.status().WithContext(path + ": mqtt.payload_encryption.key_file");
+    }
+  }
+
+  std::vector<PatientRuleInput> inputs;
+  for (const config::PatientConfig& p : out.config.patients) {
+    auto index = patients.Intern(p.id);
+    if (!index.ok()) return index.status().WithContext(path);
+    inputs.push_back(PatientRuleInput{*index, p.id, p.news2_scale, p.rules});
+  }
+  auto rules = CompileRules(out.config.rules, inputs);
+  if (!rules.ok()) return rules.status().WithContext(path);
+  out.rules = *rules;
+  out.effective["rules"] = out.rules->effective.value("*", nlohmann::json::object());
+
+  if (out.config.devices.size() > 65535) {
+    return InvalidArgument(path + ": devices: at most 65535 devices");
+  }
+  for (std::size_t i = 0; i < out.config.devices.size(); ++i) {
+    const config::DeviceConfig& d = out.config.devices[i];
+    const std::string where = "devices[" + std::to_string(i) + "]";
+    DeviceSetup setup;
+    setup.config = d;
+    auto transport = ValidateTransportSpec(d.transport, where + ".transport", ctx);
+    if (!transport.ok()) return transport.status().WithContext(path);
+    setup.transport = FindTransport(d.transport["type"].get<std::string>());
+    setup.transport_options = *transport;
+    nlohmann::json codec = d.codec;
+    if (codec.is_null()) {
+      if (setup.transport->default_codec.empty()) {
+        return InvalidArgument(path + ": " + where + ".codec: required for transport \"" +
+                               std::string(setup.transport->name) + "\"");
+      }
+      codec = nlohmann::json{{"type", setup.transport->default_codec}};
+    }
+    auto validated = ValidateCodecSpec(codec, where + ".codec");
+    if (!validated.ok()) return validated.status().WithContext(path);
+    setup.codec_options = *validated;
+    const std::string& codec_name = setup.codec_options["type"].get_ref<const std::string&>();
+    if (setup.transport->name == "simulator" && codec_name != "jsonl") {
+      return InvalidArgument(path + ": " + where + ".codec: the simulator speaks jsonl only");
+    }
+    setup.patient = *patients.Find(d.patient);
+    out.effective["devices"][i]["transport"] = setup.transport_options;
+    out.effective["devices"][i]["codec"] = setup.codec_options;
+    out.devices.push_back(std::move(setup));
+  }
+  return out;
+}
+
+std::string Summarize(const LoadedConfig& loaded) {
+  const config::Config& c = loaded.config;
+  std::ostringstream s;
+  s << "config:     " << c.source << " (valid)\n";
+  s << "gateway:    " << c.gateway_id << (c.site.empty() ? "" : " at " + c.site) << "\n";
+  s << "broker:     " << (c.mqtt.tls ? "mqtts://" : "mqtt://") << c.mqtt.host << ":" << c.mqtt.port
+    << " client " << c.mqtt.client_id;
+  if (c.mqtt.tls) {
+    s << ", TLS >= " << c.mqtt.tls->min_version
+      << (c.mqtt.tls->cert_file.empty() ? ", no client certificate" : ", mutual TLS");
+  } else {
+    s << ", plain TCP (loopback only)";
+  }
+  s << "\n";
+  s << "topics:     " << c.mqtt.topic_prefix << "/" << c.gateway_id << "/{status,readings/+,alerts/+}"
+    << ", format " << c.mqtt.format
+    << (c.mqtt.payload_encryption ? ", payloads encrypted (kid " + c.mqtt.payload_encryption->key_id + ")"
+                                  : "")
+    << "\n";
+  s << "storage:    " << c.storage.path << ", max " << (c.storage.max_bytes >> 20) << " MiB, synchronous="
+    << c.storage.synchronous << "\n";
+  s << "http:       " << (c.http.listen.empty() ? "disabled" : c.http.listen) << "\n";
+  s << "patients:   " << c.patients.size() << "\n";
+  s << "devices:    " << loaded.devices.size() << "\n";
+  for (const DeviceSetup& d : loaded.devices) {
+    s << "  " << d.config.id << " -> " << d.config.patient << " via " << d.transport->name
+      << ", codec " << d.codec_options["type"].get<std::string>() << "\n";
+  }
+  return s.str();
+}
+
+}  // namespace vg
