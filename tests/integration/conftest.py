@@ -1,0 +1,279 @@
+"""Fixtures for integration tests: certificates, a real mosquitto broker with mutual TLS on
+loopback, the real vitalgate binary, and an MQTT subscriber. Every wait is bounded."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+SOURCE = Path(os.environ.get("VITALGATE_SOURCE", Path(__file__).resolve().parents[2]))
+BINARY = os.environ.get("VITALGATE_BIN", str(SOURCE / "build" / "debug" / "src" / "vitalgate"))
+FEEDER = Path(__file__).with_name("feeder.py")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run([str(SOURCE / "scripts" / "gen-certs.sh"), str(d), "ward7-gw1"], check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+    return d
+
+
+class Broker:
+    """mosquitto with a mutual-TLS listener on 127.0.0.1 and a plain loopback listener."""
+
+    def __init__(self, workdir, certs, port=None, extra=""):
+        self.workdir = Path(workdir)
+        self.certs = Path(certs)
+        self.port = port or free_port()
+        self.extra = extra
+        self.proc = None
+        self.log = self.workdir / f"mosquitto-{self.port}.log"
+
+    def start(self):
+        conf = self.workdir / f"mosquitto-{self.port}.conf"
+        user = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"""per_listener_settings false
+allow_anonymous true
+{user}persistence false
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+max_queued_messages 100000
+max_inflight_messages 1000
+listener {self.port} 127.0.0.1
+cafile {self.certs}/ca.crt
+certfile {self.certs}/server.crt
+keyfile {self.certs}/server.key
+require_certificate true
+tls_version tlsv1.2
+{self.extra}
+""")
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "ab"))
+        wait_until(self._accepting, 10, what=f"mosquitto on port {self.port}")
+        return self
+
+    def _accepting(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("mosquitto exited: " + self.log.read_text())
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path, certs):
+    b = Broker(tmp_path, certs).start()
+    yield b
+    b.stop()
+
+
+class Subscriber:
+    """A paho client with the gateway's client certificate that records every message."""
+
+    def __init__(self, port, certs, topics=("vitalgate/#",), client_id=None):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(client_id=client_id or f"test-sub-{time.monotonic_ns()}",
+                                  clean_session=True)
+        self.client.tls_set(ca_certs=str(certs / "ca.crt"), certfile=str(certs / "client.crt"),
+                            keyfile=str(certs / "client.key"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.connect("localhost", port, keepalive=30)
+        for t in topics:
+            self.client.subscribe(t, qos=1)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise AssertionError("subscriber: no SUBACK")
+
+    def _on_message(self, _client, _userdata, msg):
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload, msg.retain))
+
+    def payloads(self, topic_part):
+        with self.lock:
+            out = []
+            for topic, payload, _retain in self.messages:
+                if topic_part in topic:
+                    out.append(json.loads(payload))
+            return out
+
+    def readings(self):
+        return [r for m in self.payloads("/readings/") for r in m["readings"]]
+
+    def alerts(self):
+        return self.payloads("/alerts/")
+
+    def publish(self, topic, payload):
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(5)
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscribe(broker, certs):
+    subs = []
+
+    def make(topics=("vitalgate/#",)):
+        s = Subscriber(broker.port, certs, topics)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()
+
+
+class Feed:
+    """A named pipe read by tests/integration/feeder.py, the child of an exec device."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        os.mkfifo(self.path)
+        self.fd = None
+
+    def command(self):
+        return [sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3",
+                str(FEEDER), str(self.path)]
+
+    def send(self, *objs):
+        if self.fd is None:
+            # Opening blocks until the feeder opened its end; bounded by a non-blocking retry.
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                    os.set_blocking(self.fd, True)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("feeder never opened the pipe")
+                    time.sleep(0.05)
+        data = "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
+        os.write(self.fd, data.encode())
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Gateway:
+    def __init__(self, workdir, config):
+        self.workdir = Path(workdir)
+        self.config_path = self.workdir / "vitalgate.json"
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.log = self.workdir / "vitalgate.log"
+        self.proc = None
+
+    def start(self, wait_running=True):
+        self.proc = subprocess.Popen([BINARY, "run", "--config", str(self.config_path)],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        if wait_running:
+            wait_until(lambda: "running: gateway" in self.logs() or self._died(), 20,
+                       what="vitalgate to start")
+            assert self.proc.poll() is None, self.logs()
+        return self
+
+    def _died(self):
+        return self.proc.poll() is not None
+
+    def logs(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def base_config(workdir, broker_port, certs, devices, patients=("p-001",), rules=None, **extra):
+    cfg = {
+        "gateway": {"id": "ward7-gw1", "site": "test"},
+        "storage": {"path": str(Path(workdir) / "buffer.db")},
+        "mqtt": {
+            "host": "localhost", "port": broker_port,
+            "tls": {"ca_file": str(certs / "ca.crt"), "cert_file": str(certs / "client.crt"),
+                    "key_file": str(certs / "client.key")},
+            "reconnect_min_ms": 100, "reconnect_max_ms": 1000,
+        },
+        "http": {"listen": ""},
+        "patients": [p if isinstance(p, dict) else {"id": p} for p in patients],
+        "devices": devices,
+    }
+    if rules is not None:
+        cfg["rules"] = rules
+    for k, v in extra.items():
+        cfg[k] = v
+    return cfg
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    gateways = []
+
+    def make(config):
+        g = Gateway(tmp_path, config)
+        gateways.append(g)
+        return g
+
+    yield make
+    for g in gateways:
+        if g.proc and g.proc.poll() is None:
+            g.kill()
