@@ -36,7 +36,37 @@ std::string DurationText(std::int64_t ms) {
 
 Priority StepUp(Priority p) { return p == Priority::kLow ? Priority::kMedium : Priority::kHigh; }
 
+std::int64_t BucketIndex(std::int64_t ts_ms, std::int64_t bucket_ms) {
+  return ts_ms >= 0 ? ts_ms / bucket_ms : -1 - (-ts_ms - 1) / bucket_ms;
+}
+
 }  // namespace
+
+void Engine::RecentMean::Add(std::int64_t ts_ms, double value, std::int64_t window_ms) {
+  if (window_ms <= 0) return;
+  const std::int64_t bucket_ms = std::max<std::int64_t>(1, window_ms / kBuckets);
+  const std::int64_t index = BucketIndex(ts_ms, bucket_ms);
+  Bucket& b = buckets[static_cast<std::size_t>(((index % kBuckets) + kBuckets) % kBuckets)];
+  if (b.index != index) b = Bucket{index, 0, 0};
+  b.sum += value;
+  ++b.count;
+}
+
+std::optional<double> Engine::RecentMean::Mean(std::int64_t now_ms, std::int64_t window_ms) const {
+  if (window_ms <= 0) return std::nullopt;
+  const std::int64_t bucket_ms = std::max<std::int64_t>(1, window_ms / kBuckets);
+  const std::int64_t newest = BucketIndex(now_ms, bucket_ms);
+  double sum = 0;
+  int count = 0;
+  for (const Bucket& b : buckets) {
+    if (b.index > newest - kBuckets && b.index <= newest) {
+      sum += b.sum;
+      count += b.count;
+    }
+  }
+  if (count == 0) return std::nullopt;
+  return sum / count;
+}
 
 Engine::Engine(std::shared_ptr<const RuleBook> rules, std::vector<EngineDevice> devices,
                std::uint32_t id_generation, std::int64_t mono_now_ns)
@@ -107,6 +137,7 @@ void Engine::OnReading(Reading& r, std::int64_t mono_ns, AlertSink& sink) {
   }
   ms.last_ts = r.ts_ms;
   ms.last_value = r.value;
+  if (rules.news2.enabled) ms.recent.Add(r.ts_ms, r.value, rules.news2.average_ms);
   ps.now_ts = std::max(ps.now_ts, r.ts_ms);
 
   const ThresholdRule& th = rules.thresholds[static_cast<std::size_t>(r.metric)];
@@ -235,12 +266,16 @@ void Engine::EvaluateNews2(PatientIndex p, PatientState& ps, const PatientRules&
     const MetricState& ms = ps.metrics[static_cast<std::size_t>(m)];
     return ms.last_ts != kNever && now - ms.last_ts <= rules.news2.stale_ms;
   };
-  auto value = [&](Metric m) { return ps.metrics[static_cast<std::size_t>(m)].last_value; };
+  auto value = [&](Metric m) {
+    const MetricState& ms = ps.metrics[static_cast<std::size_t>(m)];
+    return ms.recent.Mean(now, rules.news2.average_ms).value_or(ms.last_value);
+  };
   const bool hr = fresh(Metric::kHeartRate);
   const bool pulse_ok = hr || fresh(Metric::kPulseRate);
   const bool computable = fresh(Metric::kRespRate) && fresh(Metric::kSpo2) &&
                           fresh(Metric::kBpSystolic) && pulse_ok && fresh(Metric::kTemperature);
   if (!computable) {
+    ps.news2_pending = -1;
     if (ps.news2_total >= 0) {
       ps.news2_total = -1;
       std::string missing;
@@ -282,7 +317,20 @@ void Engine::EvaluateNews2(PatientIndex p, PatientState& ps, const PatientRules&
   in.on_oxygen = oxy.last_ts != kNever && oxy.last_value != 0;
   in.scale = rules.news2_scale;
   const News2Score score = ScoreNews2(in);
-  if (score.total == ps.news2_total) return;
+  if (score.total == ps.news2_total) {
+    ps.news2_pending = -1;
+    return;
+  }
+  // The first score is published at once; a change must hold for settle_ms of event time.
+  if (ps.news2_total >= 0 && rules.news2.settle_ms > 0) {
+    if (ps.news2_pending != score.total) {
+      ps.news2_pending = score.total;
+      ps.news2_pending_since = now;
+      return;
+    }
+    if (now - ps.news2_pending_since < rules.news2.settle_ms) return;
+  }
+  ps.news2_pending = -1;
   ps.news2_total = score.total;
 
   AlertEvent e;

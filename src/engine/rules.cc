@@ -48,7 +48,7 @@ const char* const kDefaultRules = R"({
     "temperature_rising":  {"metric": "temperature", "direction": "rising", "change": 1.0,
                             "window_s": 3600, "priority": "low"}
   },
-  "news2": {"enabled": true, "stale_s": 900,
+  "news2": {"enabled": true, "stale_s": 900, "average_s": 60, "settle_s": 30,
             "priority": {"low": "low", "low-medium": "medium", "medium": "medium", "high": "high"}},
   "technical": {"no_data_s": 60, "disconnect_alarm_s": 10, "low_battery_pct": 20,
                 "bad_frames_per_min": 10,
@@ -90,6 +90,12 @@ constexpr OptionSpec kNews2Specs[] = {
     {"enabled", OptionType::kBool, "true", "Compute NEWS2 for every patient."},
     {"stale_s", OptionType::kNumber, "900", "A parameter older than this is stale.", false, 1,
      86400},
+    {"average_s", OptionType::kNumber, "60",
+     "Each input is the mean of its readings over this window; 0 uses the latest reading.",
+     false, 0, 3600},
+    {"settle_s", OptionType::kNumber, "30",
+     "A changed score is published once it has held this long; 0 publishes every change.", false,
+     0, 3600},
     {"priority", OptionType::kObject, "{}", "Priority per risk band."},
 };
 constexpr OptionSpec kTechnicalSpecs[] = {
@@ -202,6 +208,8 @@ Status CompileNews2(const json& doc, const std::string& path, PatientRules& out)
   if (!r.ok()) return r.status();
   out.news2.enabled = (*r)["enabled"].get<bool>();
   out.news2.stale_ms = Ms((*r)["stale_s"].get<double>());
+  out.news2.average_ms = Ms((*r)["average_s"].get<double>());
+  out.news2.settle_ms = Ms((*r)["settle_s"].get<double>());
   static constexpr std::string_view kBands[] = {"low", "low-medium", "medium", "high"};
   for (const auto& [band, prio] : (*r)["priority"].items()) {
     const std::string p = JoinPath(JoinPath(path, "news2.priority"), band);

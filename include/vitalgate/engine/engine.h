@@ -101,10 +101,23 @@ class Engine {
     std::array<LevelState, kMaxLevels> levels{};
     std::uint64_t alarm = 0;
   };
+  // Sums of the recent readings of a metric in a few time buckets: the NEWS2 input mean.
+  struct RecentMean {
+    static constexpr int kBuckets = 6;
+    struct Bucket {
+      std::int64_t index = -1;
+      double sum = 0;
+      int count = 0;
+    };
+    std::array<Bucket, kBuckets> buckets{};
+    void Add(std::int64_t ts_ms, double value, std::int64_t window_ms);
+    std::optional<double> Mean(std::int64_t now_ms, std::int64_t window_ms) const;
+  };
   struct MetricState {
     std::int64_t last_ts = kNever;
     double last_value = 0;
     DirectionState low, high;
+    RecentMean recent;
   };
   struct TrendState {
     std::string name;
@@ -115,7 +128,9 @@ class Engine {
     std::array<MetricState, kMetricCount> metrics{};
     std::vector<TrendState> trends;
     std::int64_t now_ts = kNever;
-    int news2_total = -1;  // -1: not computable (yet)
+    int news2_total = -1;  // published aggregate; -1: not computable (yet)
+    int news2_pending = -1;  // a different aggregate waiting to settle; -1: none
+    std::int64_t news2_pending_since = 0;
     std::uint64_t news2_alarm = 0;
     std::vector<std::uint64_t> open;  // ids of this patient's open alarms
     bool initialized = false;         // trend states built from the rules

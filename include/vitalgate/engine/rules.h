@@ -53,6 +53,12 @@ struct TrendRule {
 struct News2Rule {
   bool enabled = true;
   std::int64_t stale_ms = 15 * 60 * 1000;
+  // Continuous monitors send a value a second; NEWS2 was designed for charted observations.
+  // Each input is the mean of its readings over the last `average_ms` (the latest reading when
+  // none is that recent), and a new aggregate is published once it has held for `settle_ms`,
+  // so noise across a band edge does not flap the score.
+  std::int64_t average_ms = 60'000;
+  std::int64_t settle_ms = 30'000;
   // Priority of the news2 event per risk band (low, low-medium, medium, high).
   std::array<Priority, 4> priority{Priority::kLow, Priority::kMedium, Priority::kMedium,
                                    Priority::kHigh};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <fstream>
 
 #include "vitalgate/app/loader.h"
@@ -18,6 +19,11 @@ class ConfigTest : public ::testing::Test {
   void SetUp() override {
     dir_ = ::testing::TempDir() + "/vg_config_test";
     ::mkdir(dir_.c_str(), 0700);
+    // Relative names in a config resolve against the canonical directory of the file.
+    if (char* real = ::realpath(dir_.c_str(), nullptr)) {
+      dir_ = real;
+      std::free(real);
+    }
     Write("ca.crt", "x", 0644);
     Write("client.crt", "x", 0644);
     Write("client.key", "x", 0600);
