@@ -1,6 +1,11 @@
 #include <nlohmann/json.hpp>
 
+#include "gatt/gatt_codec.h"
+#include "contec.h"
 #include "jsonl.h"
+#include "keyvalue.h"
+#include "masimo.h"
+#include "nonin.h"
 #include "vitalgate/codec/codec.h"
 
 namespace vg {
@@ -9,6 +14,16 @@ namespace {
 const CodecDescriptor kCodecs[] = {
     {"jsonl", "one JSON object per line: {\"metric\",\"value\",\"unit\"?,\"ts\"?,\"patient\"?}",
      JsonlCodec::Options(), DecodeInput::kText, &JsonlCodec::Make},
+    {"masimo", "Masimo Radical-7/Rad-8/Rad-87 serial ASCII 1 lines (date time KEY=VALUE ... ALARM EXC)",
+     MasimoCodec::Options(), DecodeInput::kText, &MasimoCodec::Make},
+    {"nonin", "Nonin binary serial data format 2 (5-byte frames, 25-frame packets) or 8 (4-byte frames)",
+     NoninCodec::Options(), DecodeInput::kHex, &NoninCodec::Make},
+    {"contec", "Contec CMS50D+-class live data, 5-byte or firmware 4.x 9-byte frames",
+     ContecCodec::Options(), DecodeInput::kHex, &ContecCodec::Make},
+    {"keyvalue", "ASCII NAME=VALUE lines, fields mapped to metrics by the \"map\" option",
+     KeyValueCodec::Options(), DecodeInput::kText, &KeyValueCodec::Make},
+    {"gatt", "Bluetooth LE health characteristics by 16-bit UUID (2A37 2A35 2A1C 2A5E 2A5F 2A18 2A9D 2A19)",
+     GattCodec::Options(), DecodeInput::kCharacteristic, &GattCodec::Make},
 };
 
 }  // namespace
@@ -43,7 +58,13 @@ Result<nlohmann::json> ValidateCodecSpec(const nlohmann::json& spec, std::string
     return InvalidArgument(where + ".type: unknown codec \"" + name + "\" (known: " + known + ")");
   }
   static constexpr std::string_view kIgnore[] = {"type"};
-  return ApplyOptionSpecs(spec, desc->options, path, OptionContext{}, kIgnore);
+  auto validated = ApplyOptionSpecs(spec, desc->options, path, OptionContext{}, kIgnore);
+  if (!validated.ok()) return validated;
+  // Some options can only be checked by building the codec (e.g. a keyvalue map naming an
+  // unknown metric); do it now so `vitalgate check` catches them, not the daemon's start.
+  auto codec = desc->make(*validated);
+  if (!codec.ok()) return codec.status().WithContext(where);
+  return validated;
 }
 
 Result<std::unique_ptr<Codec>> MakeCodec(const nlohmann::json& spec) {
