@@ -37,7 +37,7 @@ void RunCodec(benchmark::State& state, const nlohmann::json& spec, const std::st
   NullSink sink;
   for (auto _ : state) codec->Feed(bytes, sink);
   state.SetItemsProcessed(state.iterations() * frames_per_chunk);
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * chunk.size()));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(chunk.size()));
   if (sink.errors > 0) state.SkipWithError("decode errors in the benchmark input");
 }
 

@@ -37,7 +37,7 @@ OutboxRow Row(std::uint64_t seq) {
 void BM_OutboxAppend(benchmark::State& state) {
   const std::string path = BenchPath();
   RemoveDb(path);
-  auto store = OutboxStore::Open(StoreOptions{path, 8ull << 30, true});
+  auto store = OutboxStore::Open(StoreOptions{path, 8ull << 30, true, ""});
   if (!store.ok()) {
     state.SkipWithError(store.status().message().c_str());
     return;
@@ -51,7 +51,7 @@ void BM_OutboxAppend(benchmark::State& state) {
     const Status s = (*store)->Commit(batch);
     if (!s.ok()) state.SkipWithError(s.message().c_str());
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch_size));
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch_size));
   state.counters["commits_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   store->reset();
@@ -64,7 +64,7 @@ BENCHMARK(BM_OutboxAppend)->Arg(1)->Arg(100)->Arg(1000)->Arg(4096)->UseRealTime(
 void BM_OutboxAppendAndAcknowledge(benchmark::State& state) {
   const std::string path = BenchPath();
   RemoveDb(path);
-  auto store = OutboxStore::Open(StoreOptions{path, 8ull << 30, true});
+  auto store = OutboxStore::Open(StoreOptions{path, 8ull << 30, true, ""});
   if (!store.ok()) {
     state.SkipWithError(store.status().message().c_str());
     return;
@@ -83,7 +83,7 @@ void BM_OutboxAppendAndAcknowledge(benchmark::State& state) {
     const Status s = (*store)->Commit(batch);
     if (!s.ok()) state.SkipWithError(s.message().c_str());
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch_size));
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch_size));
   store->reset();
   RemoveDb(path);
 }

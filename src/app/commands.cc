@@ -43,6 +43,7 @@ class PrintingSink final : public CodecSink {
       }
       line += ']';
     }
+    if ((v.flags & kFlagQuestionable) != 0) line += ",\"flags\":[\"questionable\"]";
     if (!IsPlausible(v.metric, v.value)) line += ",\"plausible\":false";
     line += "}\n";
     std::fputs(line.c_str(), stdout);
@@ -51,6 +52,7 @@ class PrintingSink final : public CodecSink {
   void OnCondition(DeviceCondition c, bool active) override {
     std::fprintf(stderr, "vitalgate: decode: device condition %s %s\n",
                  std::string(Name(c)).c_str(), active ? "started" : "ended");
+    ++conditions;
   }
   void OnDecodeError(const DecodeError& e) override {
     std::string detail = e.detail.empty() ? "" : " (near \"" + e.detail + "\")";
@@ -60,6 +62,7 @@ class PrintingSink final : public CodecSink {
     if (!e.warning) ++errors;
   }
   int values = 0;
+  int conditions = 0;
   int errors = 0;
 };
 
@@ -158,7 +161,7 @@ int CommandDecode(const std::vector<std::string>& args) {
   }
   std::fflush(stdout);
   if (sink.errors > 0) return 2;
-  if (sink.values == 0) {
+  if (sink.values == 0 && sink.conditions == 0) {
     std::fputs("vitalgate: decode: the input holds no complete frame with a value\n", stderr);
     return 2;
   }

@@ -27,6 +27,14 @@ constexpr std::size_t kReadingsOutCapacity = 1 << 16;
 constexpr std::size_t kAlertsOutCapacity = 1 << 12;
 constexpr std::size_t kAckCapacity = 1 << 10;
 
+std::string RandomInstanceTag() {
+  unsigned char bytes[4] = {};
+  std::ifstream("/dev/urandom", std::ios::binary).read(reinterpret_cast<char*>(bytes), sizeof bytes);
+  char out[9];
+  std::snprintf(out, sizeof out, "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+  return out;
+}
+
 Result<std::string> ReadFirstLine(const std::string& path) {
   std::ifstream in(path);
   if (!in) return NotFound(path + ": cannot open");
@@ -63,21 +71,31 @@ class Pipeline {
     // Everything this process creates (outbox, WAL) is private to its user.
     ::umask(077);
 
-    StoreOptions so{cfg.storage.path, cfg.storage.max_bytes, cfg.storage.synchronous == "full"};
+    StoreOptions so{cfg.storage.path, cfg.storage.max_bytes, cfg.storage.synchronous == "full", ""};
     OpenReport report;
-    auto store = OutboxStore::Open(so, &report);
-    if (!store.ok()) {
-      spdlog::critical("storage: {}", store.status().message());
-      return 1;
+    std::unique_ptr<OutboxStore> store;
+    std::uint32_t generation = 1;
+    std::string instance;
+    auto opened = OutboxStore::Open(so, &report);
+    if (opened.ok()) {
+      store = std::move(*opened);
+      generation = store->generation();
+      instance = store->instance();
+      if (!report.moved_aside.empty()) {
+        spdlog::error("storage: damaged outbox moved aside to {} ({}); started a fresh one",
+                      report.moved_aside, report.damage);
+      }
+      spdlog::info("storage: {} open, {} readings and {} alerts waiting for delivery",
+                   store->path(), store->reading_rows(), store->alert_rows());
+    } else {
+      // No outbox (read-only or failing disk): keep monitoring. Alerts and readings are
+      // forwarded from memory and the outbox is retried; a technical alarm says so. Ids get a
+      // fresh random instance, so they cannot collide with any outbox's.
+      store_error_ = opened.status().message();
+      spdlog::critical("storage: {}; running without durable storage", store_error_);
+      instance = RandomInstanceTag();
     }
-    store_ = std::move(*store);
-    if (!report.moved_aside.empty()) {
-      spdlog::error("storage: damaged outbox moved aside to {} ({}); started a fresh one",
-                    report.moved_aside, report.damage);
-    }
-    spdlog::info("storage: {} open, {} readings and {} alerts waiting for delivery", store_->path(),
-                 store_->reading_rows(), store_->alert_rows());
-    ids_ = std::make_unique<IdFormat>(store_->instance());
+    ids_ = std::make_unique<IdFormat>(instance);
 
     for (const DeviceSetup& d : loaded_.devices) {
       device_ids_.push_back(d.config.id);
@@ -95,7 +113,7 @@ class Pipeline {
       }
       engine_devices.push_back(std::move(ed));
     }
-    engine_ = std::make_unique<Engine>(loaded_.rules, std::move(engine_devices), store_->generation(),
+    engine_ = std::make_unique<Engine>(loaded_.rules, std::move(engine_devices), generation,
                                        clock_.MonotonicNs());
 
     EngineRings rings;
@@ -108,20 +126,22 @@ class Pipeline {
     runner_ = std::make_unique<EngineRunner>(*engine_, clock_, rings, stats_);
 
     PayloadContext payload{&patients_, device_ids_, ids_.get()};
-    writer_ = std::make_unique<OutboxWriter>(
-        *store_, readings_out_, alerts_out_, delivered_, payload, wake_store_, wake_forwarder_,
-        stats_, OutboxWriterOptions{static_cast<std::size_t>(cfg.storage.batch_max_rows)},
-        [this](bool healthy, const std::string& why) {
-          runner_->PostGatewayCondition(DeviceCondition::kStorage, !healthy,
-                                        "local storage failing: " + why);
-        });
-
-    auto reader = OutboxReader::Open(store_->path());
-    if (!reader.ok()) {
-      spdlog::critical("storage: {}", reader.status().message());
-      return 1;
-    }
-    reader_ = std::move(*reader);
+    OutboxWriterOptions wo;
+    wo.batch_max_rows = static_cast<std::size_t>(cfg.storage.batch_max_rows);
+    wo.reopen = so;
+    OutboxWriterEvents events;
+    events.on_health = [this](bool healthy, const std::string& why) {
+      runner_->PostGatewayCondition(DeviceCondition::kStorage, !healthy,
+                                    "local storage failing, readings are not stored: " + why);
+    };
+    events.on_dropped = [this](std::uint64_t n, const std::vector<std::string>&) {
+      runner_->PostGatewayCondition(DeviceCondition::kReadingsDropped, true,
+                                    std::to_string(n) + " undelivered readings dropped (storage full)");
+    };
+    const std::string store_path = store ? store->path() : "";
+    writer_ = std::make_unique<OutboxWriter>(std::move(store), readings_out_, alerts_out_, delivered_,
+                                             volatile_, payload, wake_store_, wake_forwarder_,
+                                             stats_, wo, events);
 
     auto client_options = MakeClientOptions();
     if (!client_options.ok()) {
@@ -138,6 +158,7 @@ class Pipeline {
     fo.max_readings_per_message = cfg.mqtt.max_readings_per_message;
     fo.reconnect_min_ms = cfg.mqtt.reconnect_min_ms;
     fo.reconnect_max_ms = cfg.mqtt.reconnect_max_ms;
+    fo.store_path = cfg.storage.path;
     MqttClientOptions mo = *client_options;
     if (cfg.mqtt.payload_encryption) {
       auto key = LoadPayloadKey(cfg.mqtt.payload_encryption->key_file,
@@ -149,8 +170,8 @@ class Pipeline {
       sealer_ = std::make_unique<EnvelopeSealer>(std::move(*key));
     }
     forwarder_ = std::make_unique<Forwarder>(
-        fo, [mo](MqttCallbacks cb) { return MakeMosquittoClient(mo, std::move(cb)); }, *reader_,
-        delivered_, ack_ring_, wake_engine_, wake_forwarder_, clock_, *ids_, stats_, sealer_.get());
+        fo, [mo](MqttCallbacks cb) { return MakeMosquittoClient(mo, std::move(cb)); }, delivered_,
+        volatile_, ack_ring_, wake_engine_, wake_forwarder_, clock_, *ids_, stats_, sealer_.get());
 
     runner_->Start();
     writer_->Start();
@@ -158,6 +179,10 @@ class Pipeline {
     if (!report.moved_aside.empty()) {
       runner_->PostGatewayCondition(DeviceCondition::kStorage, true,
                                     "damaged outbox moved aside to " + report.moved_aside);
+    }
+    if (!store_error_.empty()) {
+      runner_->PostGatewayCondition(DeviceCondition::kStorage, true,
+                                    "no durable storage, readings are not stored: " + store_error_);
     }
 
     if (!StartDevices()) {
@@ -310,7 +335,7 @@ class Pipeline {
       forwarder_->Join();
     }
     spdlog::info("stopped: {} readings committed, {} waiting for delivery",
-                 stats_.readings_committed.load(), store_ ? store_->reading_rows() : 0);
+                 stats_.readings_committed.load(), stats_.backlog_readings.load());
   }
 
   LoadedConfig loaded_;
@@ -322,9 +347,9 @@ class Pipeline {
   boost::asio::signal_set signals_;
   boost::asio::steady_timer watchdog_;
   std::vector<std::string> device_ids_;
-  std::unique_ptr<OutboxStore> store_;
-  std::unique_ptr<OutboxReader> reader_;
+  std::string store_error_;
   std::unique_ptr<IdFormat> ids_;
+  VolatileQueue volatile_;
   std::unique_ptr<Engine> engine_;
   SpscRing<IngressItem> io_ring_{kIngressCapacity};
   SpscRing<AckRequest> ack_ring_{kAckCapacity};

@@ -38,7 +38,9 @@ void AppendReadingJson(std::string& out, const Reading& r, const PayloadContext&
   }
   out += ",\"ts\":\"";
   AppendRfc3339(out, r.ts_ms);
-  out += "\"}";
+  out += '"';
+  if ((r.flags & kFlagQuestionable) != 0) out += ",\"flags\":[\"questionable\"]";
+  out += '}';
 }
 
 void AppendAlertJson(std::string& out, const AlertEvent& e, const PayloadContext& ctx) {

@@ -135,6 +135,12 @@ void Engine::OnReading(Reading& r, std::int64_t mono_ns, AlertSink& sink) {
     ++counters_.out_of_order;
     return;
   }
+  if ((r.flags & kFlagQuestionable) != 0) {
+    // The device itself doubts the value (artifact, searching, weak signal): it is forwarded
+    // with its flag, but neither alarms nor enters trends or NEWS2.
+    ++counters_.questionable;
+    return;
+  }
   ms.last_ts = r.ts_ms;
   ms.last_value = r.value;
   if (rules.news2.enabled) ms.recent.Add(r.ts_ms, r.value, rules.news2.average_ms);
@@ -469,7 +475,7 @@ void Engine::OnDecodeError(DeviceIndex d, std::int64_t wall_ms, std::int64_t mon
 }
 
 void Engine::OnGatewayCondition(DeviceCondition condition, bool active, std::string_view detail,
-                                std::int64_t wall_ms, AlertSink& sink) {
+                                std::int64_t wall_ms, std::int64_t mono_ns, AlertSink& sink) {
   // Reported on every patient that has a device, since every patient's data is affected.
   std::vector<PatientIndex> patients;
   for (const EngineDevice& d : devices_) {
@@ -480,6 +486,8 @@ void Engine::OnGatewayCondition(DeviceCondition condition, bool active, std::str
   for (PatientIndex p : patients) {
     for (DeviceIndex d = 0; d < devices_.size(); ++d) {
       if (devices_[d].patient != p) continue;
+      // Drops clear themselves after a quiet minute (OnTick), like a device's.
+      if (condition == DeviceCondition::kReadingsDropped) device_state_[d].last_drop_mono = mono_ns;
       SetDeviceCondition(d, condition, active, wall_ms, "gateway: " + std::string(detail), sink);
       break;  // one alarm per patient, carried by its first device
     }

@@ -59,6 +59,24 @@ bool EngineRunner::InputsEmpty() const {
   return rings_.acks->Empty() && rules_in_.Empty() && gateway_in_.Empty();
 }
 
+bool EngineRunner::HandOver(const Reading& r) {
+  if (rings_.readings_out->TryPush(r)) {
+    dropping_ = false;
+    return true;
+  }
+  if (dropping_) return false;
+  // The store is behind: wait a little (a slow fsync), but never let a stuck disk stop the
+  // rules; after the wait, readings are dropped (counted and alarmed) until it catches up.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (std::chrono::steady_clock::now() < deadline) {
+    rings_.wake_store->Ring();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (rings_.readings_out->TryPush(r)) return true;
+  }
+  dropping_ = true;
+  return false;
+}
+
 std::size_t EngineRunner::DrainOnce() {
   Sink sink(*this);
   std::size_t total = 0;
@@ -66,7 +84,8 @@ std::size_t EngineRunner::DrainOnce() {
   while (rules_in_.TryPop(rules)) engine_.SetRules(std::move(rules), clock_.WallMs(), sink);
   GatewayConditionChange gc;
   while (gateway_in_.TryPop(gc)) {
-    engine_.OnGatewayCondition(gc.condition, gc.active, gc.detail, clock_.WallMs(), sink);
+    engine_.OnGatewayCondition(gc.condition, gc.active, gc.detail, clock_.WallMs(),
+                               clock_.MonotonicNs(), sink);
   }
   AckRequest ack;
   while (rings_.acks->TryPop(ack)) {
@@ -88,11 +107,10 @@ std::size_t EngineRunner::DrainOnce() {
             case IngressItem::Kind::kReading: {
               Reading& r = item.reading;
               engine_.OnReading(r, mono, sink);
-              while (!rings_.readings_out->TryPush(r)) {
-                // The store is behind: hold the engine (its inputs absorb the burst, then the
-                // producers count drops) rather than lose an accepted reading here.
-                rings_.wake_store->Ring();
-                std::this_thread::sleep_for(std::chrono::microseconds(200));
+              if (!HandOver(r)) {
+                stats_.readings_store_dropped.fetch_add(1, std::memory_order_relaxed);
+                engine_.OnCondition(r.device, DeviceCondition::kReadingsDropped, true, r.rx_ms,
+                                    mono, sink);
               }
               break;
             }

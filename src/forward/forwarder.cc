@@ -21,14 +21,14 @@ constexpr std::int64_t kConnectTimeoutNs = 15'000 * kMsNs;
 
 }  // namespace
 
-Forwarder::Forwarder(ForwarderOptions options, ClientFactory make_client, OutboxReader& reader,
-                     DeliveryQueue& delivered, SpscRing<AckRequest>& acks_out, Doorbell& wake_engine,
-                     Doorbell& wake_self, const Clock& clock, const IdFormat& ids,
-                     GatewayStats& stats, PayloadSealer* sealer)
+Forwarder::Forwarder(ForwarderOptions options, ClientFactory make_client, DeliveryQueue& delivered,
+                     VolatileQueue& volatile_in, SpscRing<AckRequest>& acks_out,
+                     Doorbell& wake_engine, Doorbell& wake_self, const Clock& clock,
+                     const IdFormat& ids, GatewayStats& stats, PayloadSealer* sealer)
     : options_(std::move(options)),
       make_client_(std::move(make_client)),
-      reader_(reader),
       delivered_(delivered),
+      volatile_(volatile_in),
       acks_out_(acks_out),
       wake_engine_(wake_engine),
       wake_self_(wake_self),
@@ -99,6 +99,34 @@ void Forwarder::Connect() {
   if (!s.ok()) LinkLost(s.message());
 }
 
+void Forwarder::RequeueVolatile() {
+  // Rows that exist only in memory must not be lost with the connection: put back what the
+  // broker did not acknowledge.
+  std::vector<OutboxRow> alerts, readings;
+  for (auto& [mid, entry] : inflight_) {
+    auto& dst = entry.kind == Inflight::Kind::kVolatileAlert ? alerts : readings;
+    for (OutboxRow& r : entry.rows) dst.push_back(std::move(r));
+  }
+  inflight_.clear();
+  if (!alerts.empty() || !readings.empty()) volatile_.Requeue(std::move(alerts), std::move(readings));
+}
+
+bool Forwarder::EnsureReader() {
+  if (reader_) return true;
+  if (options_.store_path.empty()) return false;
+  const std::int64_t now = clock_.MonotonicNs();
+  if (now < next_reader_attempt_ns_) return false;
+  next_reader_attempt_ns_ = now + 1000 * kMsNs;
+  auto reader = OutboxReader::Open(options_.store_path, options_.store_vfs);
+  if (!reader.ok()) {
+    spdlog::warn("mqtt: cannot read the outbox: {}", reader.status().message());
+    return false;
+  }
+  reader_ = std::move(*reader);
+  alerts_dirty_ = readings_dirty_ = true;
+  return true;
+}
+
 void Forwarder::OnConnect(int rc, std::string_view reason) {
   if (rc != 0) {
     lost_reason_ = "broker refused the connection: " + std::string(reason);
@@ -112,7 +140,7 @@ void Forwarder::OnConnect(int rc, std::string_view reason) {
   stats_.broker_error.Set("");
   spdlog::info("mqtt: connected to broker");
   // Start over from the oldest unacknowledged row: what was in flight may not have arrived.
-  inflight_.clear();
+  RequeueVolatile();
   alerts_pending_.clear();
   readings_pending_.clear();
   patient_turns_.clear();
@@ -121,7 +149,7 @@ void Forwarder::OnConnect(int rc, std::string_view reason) {
   reading_cursor_ = 0;
   alerts_dirty_ = readings_dirty_ = true;
   RefreshSkipSet();
-  Publish(StatusTopic(), StatusPayload("online"), Inflight{Inflight::Kind::kStatus, {}, 0}, true);
+  Publish(StatusTopic(), StatusPayload("online"), Inflight{Inflight::Kind::kStatus, {}, 0, {}}, true);
   const Status s = client_->Subscribe(AckTopic(), 1);
   if (!s.ok()) spdlog::warn("mqtt: {}", s.message());
 }
@@ -137,8 +165,10 @@ void Forwarder::LinkLost(std::string_view why) {
   connecting_ = false;
   stats_.broker_connected.store(false);
   std::string reason(why);
-  if (client_ && !client_->LastError().empty() && reason.find(client_->LastError()) == std::string::npos) {
-    reason += ": " + client_->LastError();
+  const std::string detail = client_ ? client_->LastError() : std::string();
+  if (!detail.empty() && reason.find(detail) == std::string::npos) {
+    // libmosquitto's detail usually repeats the reason and adds the TLS library's words.
+    reason = detail.rfind(reason, 0) == 0 ? detail : reason + ": " + detail;
   }
   stats_.broker_error.Set(reason);
   if (was_connected) {
@@ -147,7 +177,7 @@ void Forwarder::LinkLost(std::string_view why) {
     spdlog::warn("mqtt: cannot connect to {}: {}{}", broker_name_, reason,
                  suppressed_ > 0 ? " (" + std::to_string(suppressed_) + " similar failures)" : "");
   }
-  inflight_.clear();
+  RequeueVolatile();
   if (client_) client_->Reset();
   // Capped exponential backoff with +-20% jitter so a ward of gateways does not reconnect in step.
   const int shift = std::min(attempts_, 16);
@@ -182,6 +212,12 @@ void Forwarder::OnPublish(int mid) {
       stats_.readings_delivered.fetch_add(entry.seqs.size(), std::memory_order_relaxed);
       break;
     }
+    case Inflight::Kind::kVolatileAlert:
+      stats_.alerts_delivered.fetch_add(entry.rows.size(), std::memory_order_relaxed);
+      break;
+    case Inflight::Kind::kVolatileReadings:
+      stats_.readings_delivered.fetch_add(entry.rows.size(), std::memory_order_relaxed);
+      break;
   }
   stats_.publish_latency.Observe(static_cast<double>(clock_.WallMs() - entry.rx_ms));
   const std::uint64_t committed = delivered_.committed();
@@ -255,12 +291,15 @@ bool Forwarder::Publish(const std::string& topic, const std::string& payload, In
 }
 
 bool Forwarder::PublishOneAlert() {
-  if (alerts_pending_.empty() && alerts_dirty_) {
+  if (alerts_pending_.empty() && alerts_dirty_ && EnsureReader()) {
     alerts_dirty_ = false;
     std::vector<OutboxRow> rows;
-    const Status s = reader_.ReadAlerts(alert_cursor_, 64, rows);
+    const Status s = reader_->ReadAlerts(alert_cursor_, 64, rows);
     if (!s.ok()) {
-      spdlog::error("mqtt: reading alerts from the outbox: {}", s.message());
+      alerts_dirty_ = true;
+      if (read_error_limiter_.Allow(clock_.MonotonicNs(), read_errors_suppressed_)) {
+        spdlog::error("mqtt: reading alerts from the outbox: {}", s.message());
+      }
       return false;
     }
     if (rows.size() == 64) alerts_dirty_ = true;
@@ -273,19 +312,22 @@ bool Forwarder::PublishOneAlert() {
   OutboxRow row = std::move(alerts_pending_.front());
   alerts_pending_.pop_front();
   return Publish(AlertsTopic(row.patient), row.body,
-                 Inflight{Inflight::Kind::kAlert, {row.seq}, row.rx_ms}, false);
+                 Inflight{Inflight::Kind::kAlert, {row.seq}, row.rx_ms, {}}, false);
 }
 
-bool Forwarder::PublishReadings() {
-  if (readings_pending_count_ == 0 && readings_dirty_) {
+void Forwarder::RefillReadings() {
+  if (readings_pending_count_ == 0 && readings_dirty_ && EnsureReader()) {
     readings_dirty_ = false;
     const std::size_t limit =
         std::max<std::size_t>(1000, static_cast<std::size_t>(options_.max_readings_per_message) * 16);
     std::vector<OutboxRow> rows;
-    const Status s = reader_.ReadReadings(reading_cursor_, limit, rows);
+    const Status s = reader_->ReadReadings(reading_cursor_, limit, rows);
     if (!s.ok()) {
-      spdlog::error("mqtt: reading the outbox: {}", s.message());
-      return false;
+      readings_dirty_ = true;  // try again on the next round
+      if (read_error_limiter_.Allow(clock_.MonotonicNs(), read_errors_suppressed_)) {
+        spdlog::error("mqtt: reading the outbox: {}", s.message());
+      }
+      return;
     }
     if (rows.size() == limit) readings_dirty_ = true;
     for (OutboxRow& row : rows) {
@@ -297,6 +339,17 @@ bool Forwarder::PublishReadings() {
       ++readings_pending_count_;
     }
   }
+}
+
+std::uint64_t Forwarder::OldestPendingSeq() const {
+  std::uint64_t oldest = 0;
+  for (const auto& [patient, q] : readings_pending_) {
+    if (!q.empty() && (oldest == 0 || q.front().seq < oldest)) oldest = q.front().seq;
+  }
+  return oldest;
+}
+
+bool Forwarder::PublishReadings() {
   if (patient_turns_.empty()) return false;
   const std::string patient = std::move(patient_turns_.front());
   patient_turns_.pop_front();
@@ -304,7 +357,7 @@ bool Forwarder::PublishReadings() {
   const std::size_t n = std::min(q.size(), static_cast<std::size_t>(options_.max_readings_per_message));
   std::vector<const OutboxRow*> rows;
   rows.reserve(n);
-  Inflight entry{Inflight::Kind::kReadings, {}, 0};
+  Inflight entry{Inflight::Kind::kReadings, {}, 0, {}};
   entry.seqs.reserve(n);
   entry.rx_ms = q.front().rx_ms;
   for (std::size_t i = 0; i < n; ++i) {
@@ -312,17 +365,8 @@ bool Forwarder::PublishReadings() {
     entry.seqs.push_back(q[i].seq);
     entry.rx_ms = std::min(entry.rx_ms, q[i].rx_ms);
   }
-  std::string payload;
-  if (options_.format == "fhir") {
-    auto fhir = BuildReadingsFhir(options_.gateway_id, patient, rows);
-    if (!fhir.ok()) {
-      spdlog::error("mqtt: FHIR rendering failed: {}", fhir.status().message());
-      return false;
-    }
-    payload = std::move(*fhir);
-  } else {
-    payload = BuildReadingsJson(options_.gateway_id, patient, rows);
-  }
+  const std::string payload = RenderReadings(patient, rows);
+  if (payload.empty()) return false;
   if (!Publish(ReadingsTopic(patient), payload, std::move(entry), false)) {
     patient_turns_.push_front(patient);
     return false;
@@ -337,6 +381,44 @@ bool Forwarder::PublishReadings() {
   return true;
 }
 
+std::string Forwarder::RenderReadings(const std::string& patient,
+                                      std::span<const OutboxRow* const> rows) {
+  if (options_.format != "fhir") return BuildReadingsJson(options_.gateway_id, patient, rows);
+  auto fhir = BuildReadingsFhir(options_.gateway_id, patient, rows);
+  if (!fhir.ok()) {
+    spdlog::error("mqtt: FHIR rendering failed: {}", fhir.status().message());
+    return "";
+  }
+  return std::move(*fhir);
+}
+
+bool Forwarder::PublishVolatile(bool alerts) {
+  if (!volatile_.HasWork()) return false;
+  if (alerts) {
+    OutboxRow row;
+    if (!volatile_.PopAlert(row)) return false;
+    const std::string topic = AlertsTopic(row.patient);
+    const std::string body = row.body;
+    Inflight entry{Inflight::Kind::kVolatileAlert, {}, row.rx_ms, {}};
+    entry.rows.push_back(std::move(row));
+    return Publish(topic, body, std::move(entry), false);
+  }
+  std::vector<OutboxRow> rows =
+      volatile_.PopReadingsOfOnePatient(static_cast<std::size_t>(options_.max_readings_per_message));
+  if (rows.empty()) return false;
+  std::vector<const OutboxRow*> ptrs;
+  std::int64_t rx = rows.front().rx_ms;
+  for (const OutboxRow& r : rows) {
+    ptrs.push_back(&r);
+    rx = std::min(rx, r.rx_ms);
+  }
+  const std::string patient = rows.front().patient;
+  const std::string payload = RenderReadings(patient, ptrs);
+  Inflight entry{Inflight::Kind::kVolatileReadings, {}, rx, std::move(rows)};
+  if (payload.empty()) return false;
+  return Publish(ReadingsTopic(patient), payload, std::move(entry), false);
+}
+
 void Forwarder::Fill() {
   if (stats_.alerts_committed.load(std::memory_order_acquire) != seen_alert_commits_) {
     seen_alert_commits_ = stats_.alerts_committed.load(std::memory_order_acquire);
@@ -348,8 +430,16 @@ void Forwarder::Fill() {
   }
   while (connected_ && lost_reason_.empty() &&
          inflight_.size() < static_cast<std::size_t>(options_.max_inflight)) {
+    if (PublishVolatile(/*alerts=*/true)) continue;
     if (PublishOneAlert()) continue;
+    RefillReadings();
+    // Readings held only in memory (the outbox failed) and stored ones go out oldest first,
+    // so each patient's readings stay in order across the failure and the recovery.
+    const std::uint64_t in_memory = volatile_.OldestReadingSeq();
+    const std::uint64_t stored = OldestPendingSeq();
+    if (in_memory != 0 && (stored == 0 || in_memory < stored) && PublishVolatile(false)) continue;
     if (PublishReadings()) continue;
+    if (PublishVolatile(/*alerts=*/false)) continue;
     break;
   }
 }
@@ -401,9 +491,9 @@ void Forwarder::Step(std::chrono::milliseconds max_wait) {
     lost_reason_.clear();
     LinkLost(why);
   }
-  if (now - last_oldest_ns_ > 1000 * kMsNs) {
+  if (reader_ && now - last_oldest_ns_ > 1000 * kMsNs) {
     last_oldest_ns_ = now;
-    auto oldest = reader_.OldestReadingRxMs();
+    auto oldest = reader_->OldestReadingRxMs();
     if (oldest.ok()) stats_.oldest_unacked_rx_ms.store(*oldest, std::memory_order_relaxed);
   }
   stats_.forwarder_loops.fetch_add(1, std::memory_order_relaxed);
@@ -416,7 +506,7 @@ void Forwarder::Run() {
   // not wait for a broker that is not there; undelivered rows go out after the next start.
   stopping_ = true;
   if (connected_) {
-    Publish(StatusTopic(), StatusPayload("offline"), Inflight{Inflight::Kind::kStatus, {}, 0}, true);
+    Publish(StatusTopic(), StatusPayload("offline"), Inflight{Inflight::Kind::kStatus, {}, 0, {}}, true);
     const std::int64_t deadline = clock_.MonotonicNs() + options_.shutdown_grace_ms * kMsNs;
     while (connected_ && !offline_acked_ && clock_.MonotonicNs() < deadline) {
       Step(std::chrono::milliseconds(50));

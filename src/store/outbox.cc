@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -115,7 +116,7 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   report->created = ::stat(path_.c_str(), &st) != 0 || st.st_size == 0;
   VG_RETURN_IF_ERROR(EnsurePrivateFile(path_));
   sqlite::Db& db = impl_->db;
-  VG_RETURN_IF_ERROR(db.Open(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+  VG_RETURN_IF_ERROR(db.Open(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.vfs));
   sqlite3_busy_timeout(db.get(), 5000);
   auto mode = db.QueryText("PRAGMA journal_mode=WAL");
   if (!mode.ok()) return mode.status();
@@ -149,9 +150,19 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
       put.Reset();
     }
   }
+  // storage.max_bytes bounds the database file and its WAL together: the WAL is truncated back
+  // to `wal_allowance` after each checkpoint and the database may use the rest.
   auto page_size = db.QueryInt("PRAGMA page_size");
   if (!page_size.ok()) return page_size.status();
-  const std::uint64_t pages = options.max_bytes / static_cast<std::uint64_t>(*page_size);
+  // The WAL is checkpointed once it holds a quarter of its allowance, and one transaction is
+  // kept below another quarter (max_batch_rows), so database + WAL stay within max_bytes.
+  const auto page = static_cast<std::uint64_t>(*page_size);
+  const std::uint64_t wal_allowance = std::min<std::uint64_t>(options.max_bytes / 4, 16ull << 20);
+  const std::uint64_t pages = (options.max_bytes - wal_allowance) / page;
+  const std::uint64_t checkpoint_pages = std::clamp<std::uint64_t>(wal_allowance / page / 4, 16, 1000);
+  max_batch_rows_ = static_cast<std::size_t>(std::max<std::uint64_t>(64, wal_allowance / 4 / 256));
+  VG_RETURN_IF_ERROR(db.Exec("PRAGMA journal_size_limit=" + std::to_string(wal_allowance)));
+  VG_RETURN_IF_ERROR(db.Exec("PRAGMA wal_autocheckpoint=" + std::to_string(checkpoint_pages)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA max_page_count=" + std::to_string(pages)));
   auto nr = db.QueryInt("SELECT count(*) FROM readings");
   if (!nr.ok()) return nr.status();
@@ -226,6 +237,36 @@ Status OutboxStore::Commit(const WriteBatch& batch) {
   return Status::Ok();
 }
 
+Status OutboxStore::CheckpointTruncate() {
+  // Moves the WAL into the database file and truncates it; on a full disk this frees the WAL's
+  // space for the next commit.
+  return impl_->db.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+Result<std::uint64_t> OutboxStore::EvictOldestReadings(std::uint64_t n,
+                                                       std::vector<std::string>* patients) {
+  sqlite::Db& db = impl_->db;
+  if (patients != nullptr) {
+    sqlite::Stmt st;
+    VG_RETURN_IF_ERROR(st.Prepare(db.get(),
+                                  "SELECT DISTINCT patient FROM (SELECT patient FROM readings "
+                                  "ORDER BY seq LIMIT ?)"));
+    st.BindInt(1, static_cast<std::int64_t>(n));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) patients->emplace_back(st.Text(0));
+    if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: evict");
+  }
+  sqlite::Stmt del;
+  VG_RETURN_IF_ERROR(del.Prepare(
+      db.get(), "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings ORDER BY seq LIMIT ?)"));
+  del.BindInt(1, static_cast<std::int64_t>(n));
+  const int rc = del.Step();
+  if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: evict");
+  const auto deleted = static_cast<std::uint64_t>(sqlite3_changes(db.get()));
+  reading_rows_ -= std::min(reading_rows_, deleted);
+  return deleted;
+}
+
 std::uint64_t OutboxStore::SizeBytes() const {
   std::uint64_t total = 0;
   struct stat st {};
@@ -239,10 +280,11 @@ struct OutboxReader::Impl {
   sqlite::Stmt alerts, readings;
 };
 
-Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path) {
+Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path,
+                                                         const std::string& vfs) {
   std::unique_ptr<OutboxReader> r(new OutboxReader());
   r->impl_ = std::make_unique<Impl>();
-  VG_RETURN_IF_ERROR(r->impl_->db.Open(path, SQLITE_OPEN_READONLY));
+  VG_RETURN_IF_ERROR(r->impl_->db.Open(path, SQLITE_OPEN_READONLY, vfs));
   sqlite3_busy_timeout(r->impl_->db.get(), 5000);
   VG_RETURN_IF_ERROR(r->impl_->alerts.Prepare(
       r->impl_->db.get(),

@@ -58,9 +58,10 @@ void Db::Close() {
   }
 }
 
-Status Db::Open(const std::string& path, int flags) {
+Status Db::Open(const std::string& path, int flags, const std::string& vfs) {
   Close();
-  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX,
+                                 vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
     Status s = ToStatus(db_, rc, "open " + path);
     Close();

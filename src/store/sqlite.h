@@ -51,7 +51,8 @@ class Db {
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
   ~Db();
-  Status Open(const std::string& path, int flags);
+  // `vfs` names a registered SQLite VFS; empty uses the default (unix).
+  Status Open(const std::string& path, int flags, const std::string& vfs = "");
   void Close();
   Status Exec(std::string_view sql);
   sqlite3* get() const { return db_; }

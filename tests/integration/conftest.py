@@ -122,10 +122,11 @@ class Subscriber:
                             keyfile=str(certs / "client.key"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.client.on_message = self._on_message
         self.subscribed = threading.Event()
+        self.topics = list(topics)
         self.client.on_subscribe = lambda *a: self.subscribed.set()
+        # Subscribe on every (re)connection: a clean session forgets subscriptions.
+        self.client.on_connect = lambda c, u, f, rc: [c.subscribe(t, qos=1) for t in self.topics]
         self.client.connect("localhost", port, keepalive=30)
-        for t in topics:
-            self.client.subscribe(t, qos=1)
         self.client.loop_start()
         if not self.subscribed.wait(10):
             raise AssertionError("subscriber: no SUBACK")
@@ -277,3 +278,153 @@ def gateway_factory(tmp_path):
     for g in gateways:
         if g.proc and g.proc.poll() is None:
             g.kill()
+
+
+class Relay:
+    """A TCP relay between the gateway and the broker that a test can cut and mend, standing in
+    for a network outage (the TLS session passes through untouched)."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.port = free_port()
+        self.up = threading.Event()
+        self.up.set()
+        self.conns = []
+        self.lock = threading.Lock()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            # Blocking from now on: an idle MQTT link is not a dead one.
+            upstream.settimeout(None)
+            client.settimeout(None)
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        """Drops every connection and refuses new ones."""
+        self.up.clear()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+    def mend(self):
+        self.up.set()
+
+    def close(self):
+        self.running = False
+        self.cut()
+        self.listener.close()
+
+
+class Pacer:
+    """Writes numbered readings into a Feed at a steady rate from a thread, surviving the
+    feeder's restarts (a write that fails is retried, so 'sent' means 'written to the pipe')."""
+
+    def __init__(self, feed, rate_hz, patients=("p-001",), metric="heart_rate", start_seq=0):
+        self.feed = feed
+        self.rate = rate_hz
+        self.patients = patients
+        self.metric = metric
+        self.seq = start_seq
+        self.sent = []  # (seq, patient)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def line(self, seq, patient):
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1795323600 + seq // 1000))
+        return json.dumps({"metric": self.metric, "value": 40 + seq % 100, "patient": patient,
+                           "ts": f"{ts}.{seq % 1000:03d}Z"})
+
+    def _run(self):
+        interval = 1.0 / self.rate
+        next_t = time.monotonic()
+        while not self.stop_event.is_set():
+            patient = self.patients[self.seq % len(self.patients)]
+            try:
+                self.feed.send(self.line(self.seq, patient))
+            except (OSError, AssertionError):
+                self.feed.close()
+                time.sleep(0.05)
+                continue
+            self.sent.append((self.seq, patient))
+            self.seq += 1
+            next_t += interval
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = time.monotonic()
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(10)
+
+
+def seq_of(reading):
+    """The sequence number a Pacer encoded in a reading's time stamp (ms since its epoch)."""
+    from datetime import datetime
+    t = datetime.strptime(reading["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    epoch = datetime(2026, 11, 22, 5, 0, 0)
+    delta = t - epoch
+    return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def outbox_ids(db_path):
+    """Ids of the readings in an outbox file (read-only, after the gateway died)."""
+    import sqlite3
+    if not os.path.exists(db_path):
+        return set()
+    con = sqlite3.connect(db_path, timeout=10)
+    try:
+        return {json.loads(body)["id"] for (body,) in con.execute("SELECT body FROM readings")}
+    finally:
+        con.close()

@@ -23,7 +23,8 @@ struct PayloadContext {
 void AppendReadingValue(std::string& out, Metric metric, double value);
 
 // {"id":…,"device":…,"metric":…,"value":…,"unit":…,"ts":…}; "unit" is left out for unitless
-// metrics (consciousness, on_oxygen).
+// metrics (consciousness, on_oxygen); "flags":["questionable"] is added when the device marked
+// the value questionable.
 void AppendReadingJson(std::string& out, const Reading& r, const PayloadContext& ctx);
 
 // The alert event object of docs/mqtt.md.

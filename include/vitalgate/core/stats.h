@@ -76,6 +76,7 @@ struct GatewayStats {
   Counter alerts_raised{0};  // alert events produced
   Counter acks_applied{0};
   Counter acks_rejected{0};
+  Counter readings_store_dropped{0};  // the store could not take them (disk stuck)
   Counter engine_loops{0};
   // Store thread.
   Counter readings_committed{0};

@@ -47,6 +47,7 @@ struct EngineDevice {
 struct EngineCounters {
   std::uint64_t readings = 0;
   std::uint64_t out_of_order = 0;  // older than the patient's latest value of that metric
+  std::uint64_t questionable = 0;  // flagged by the device; forwarded, not evaluated
   std::uint64_t alerts = 0;
   std::uint64_t acks = 0;
   std::uint64_t acks_rejected = 0;
@@ -75,7 +76,7 @@ class Engine {
 
   // Gateway-wide technical problem (e.g. storage) for every patient.
   void OnGatewayCondition(DeviceCondition condition, bool active, std::string_view detail,
-                          std::int64_t wall_ms, AlertSink& sink);
+                          std::int64_t wall_ms, std::int64_t mono_ns, AlertSink& sink);
 
   // Technical timers; call about once a second.
   void OnTick(std::int64_t wall_ms, std::int64_t mono_ns, AlertSink& sink);

@@ -63,6 +63,7 @@ class EngineRunner {
   class Sink;
   void Run();
   std::size_t DrainOnce();
+  bool HandOver(const Reading& r);  // to the store ring; false when the reading had to be dropped
   bool InputsEmpty() const;
 
   Engine& engine_;
@@ -72,6 +73,7 @@ class EngineRunner {
   SpscRing<std::shared_ptr<const RuleBook>> rules_in_{8};
   SpscRing<GatewayConditionChange> gateway_in_{64};
   std::atomic<bool> stop_{false};
+  bool dropping_ = false;  // the store ring stayed full: drop instead of waiting
   std::thread thread_;
 };
 

@@ -17,6 +17,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -32,6 +33,7 @@
 #include "vitalgate/forward/mqtt_client.h"
 #include "vitalgate/store/delivery_queue.h"
 #include "vitalgate/store/outbox.h"
+#include "vitalgate/store/volatile_queue.h"
 
 namespace vg {
 
@@ -53,6 +55,8 @@ struct ForwarderOptions {
   int reconnect_min_ms = 500;
   int reconnect_max_ms = 30000;
   int shutdown_grace_ms = 1500;  // at stop: time to publish the offline status
+  std::string store_path;        // the outbox; opened read-only (again) whenever needed
+  std::string store_vfs;
 };
 
 class Forwarder {
@@ -61,8 +65,8 @@ class Forwarder {
   using ClientFactory =
       std::function<Result<std::unique_ptr<MqttClient>>(MqttCallbacks callbacks)>;
 
-  Forwarder(ForwarderOptions options, ClientFactory make_client, OutboxReader& reader,
-            DeliveryQueue& delivered, SpscRing<AckRequest>& acks_out, Doorbell& wake_engine,
+  Forwarder(ForwarderOptions options, ClientFactory make_client, DeliveryQueue& delivered,
+            VolatileQueue& volatile_in, SpscRing<AckRequest>& acks_out, Doorbell& wake_engine,
             Doorbell& wake_self, const Clock& clock, const IdFormat& ids, GatewayStats& stats,
             PayloadSealer* sealer = nullptr);
   ~Forwarder();
@@ -85,9 +89,11 @@ class Forwarder {
 
  private:
   struct Inflight {
-    enum class Kind { kStatus, kAlert, kReadings } kind = Kind::kReadings;
+    enum class Kind { kStatus, kAlert, kReadings, kVolatileAlert, kVolatileReadings };
+    Kind kind = Kind::kReadings;
     std::vector<std::uint64_t> seqs;
     std::int64_t rx_ms = 0;
+    std::vector<OutboxRow> rows;  // volatile kinds: the rows, to requeue if not acknowledged
   };
 
   void Run();
@@ -97,9 +103,15 @@ class Forwarder {
   void OnPublish(int mid);
   void OnMessage(std::string_view topic, std::string_view payload);
   void LinkLost(std::string_view why);
+  void RequeueVolatile();
   void Fill();
   bool PublishOneAlert();
+  void RefillReadings();
+  std::uint64_t OldestPendingSeq() const;
   bool PublishReadings();
+  bool PublishVolatile(bool alerts);
+  std::string RenderReadings(const std::string& patient, std::span<const OutboxRow* const> rows);
+  bool EnsureReader();
   bool Publish(const std::string& topic, const std::string& payload, Inflight entry, bool retain);
   std::string StatusPayload(std::string_view state) const;
   void RefreshSkipSet();
@@ -107,8 +119,10 @@ class Forwarder {
   ForwarderOptions options_;
   ClientFactory make_client_;
   std::unique_ptr<MqttClient> client_;
-  OutboxReader& reader_;
+  std::unique_ptr<OutboxReader> reader_;
+  std::int64_t next_reader_attempt_ns_ = 0;
   DeliveryQueue& delivered_;
+  VolatileQueue& volatile_;
   SpscRing<AckRequest>& acks_out_;
   Doorbell& wake_engine_;
   Doorbell& wake_self_;
@@ -146,6 +160,8 @@ class Forwarder {
   RateLimiter log_limiter_{30'000'000'000};
   std::uint64_t suppressed_ = 0;
   RateLimiter downlink_limiter_;
+  RateLimiter read_error_limiter_;
+  std::uint64_t read_errors_suppressed_ = 0;
   std::uint64_t downlink_suppressed_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -45,6 +45,7 @@ struct StoreOptions {
   std::string path;
   std::uint64_t max_bytes = 512ull << 20;
   bool synchronous_full = true;
+  std::string vfs;  // SQLite VFS name; empty: the default. Tests inject faults through this.
 };
 
 struct OpenReport {
@@ -68,7 +69,17 @@ class OutboxStore {
   // Inserts and deletes in one transaction (group commit). On error nothing is applied.
   Status Commit(const WriteBatch& batch);
 
+  // Checkpoints the WAL into the database and truncates it (frees disk space in WAL mode).
+  Status CheckpointTruncate();
+
+  // Deletes the `n` oldest undelivered readings to make room (storage.max_bytes reached or disk
+  // full); alerts are never evicted. Returns how many were deleted and, in `patients`, whose.
+  Result<std::uint64_t> EvictOldestReadings(std::uint64_t n, std::vector<std::string>* patients);
+
   std::uint64_t reading_rows() const { return reading_rows_; }
+  // The most readings one transaction should hold so that the WAL stays within its share of
+  // storage.max_bytes (~256 bytes a row).
+  std::size_t max_batch_rows() const { return max_batch_rows_; }
   std::uint64_t alert_rows() const { return alert_rows_; }
   // Current size of the database file and its WAL.
   std::uint64_t SizeBytes() const;
@@ -83,13 +94,15 @@ class OutboxStore {
   std::string path_;
   std::string instance_;
   std::uint32_t generation_ = 0;
+  std::size_t max_batch_rows_ = 4096;
   std::uint64_t reading_rows_ = 0;
   std::uint64_t alert_rows_ = 0;
 };
 
 class OutboxReader {
  public:
-  static Result<std::unique_ptr<OutboxReader>> Open(const std::string& path);
+  static Result<std::unique_ptr<OutboxReader>> Open(const std::string& path,
+                                                    const std::string& vfs = "");
   ~OutboxReader();
 
   // Rows with seq > after, in seq order, at most `limit`. Appends to `out`.

@@ -137,3 +137,24 @@ TEST(ThresholdTest, PatientOverrideReplacesLevels) {
 
 }  // namespace
 }  // namespace vg
+
+namespace vg {
+namespace {
+
+TEST(ThresholdTest, QuestionableReadingsAreForwardedButNeverAlarmed) {
+  testing::EngineHarness h(testing::Rules(testing::Only(
+      {{"thresholds", {{"spo2", {{"low", {{{"limit", 90}, {"priority", "high"}}}}, {"delay_s", 0}}}}}})));
+  Reading r;
+  r.metric = Metric::kSpo2;
+  r.value = 70;  // an artifact the oximeter itself flagged
+  r.ts_ms = testing::kT0;
+  r.flags = kFlagQuestionable;
+  h.engine.OnReading(r, 0, h.sink);
+  EXPECT_NE(r.id, 0u);  // still accepted (forwarded, with its flag)
+  EXPECT_TRUE(h.sink.events.empty());
+  EXPECT_EQ(h.engine.counters().questionable, 1u);
+  EXPECT_EQ(h.Feed(Metric::kSpo2, 80, 1).size(), 1u);  // a trusted value alarms as usual
+}
+
+}  // namespace
+}  // namespace vg

@@ -23,7 +23,7 @@ class OutboxTest : public ::testing::Test {
     for (const char* s : {"", "-wal", "-shm"}) std::remove((path_ + s).c_str());
   }
   std::unique_ptr<OutboxStore> Open(OpenReport* report = nullptr) {
-    auto s = OutboxStore::Open(StoreOptions{path_, 64ull << 20, true}, report);
+    auto s = OutboxStore::Open(StoreOptions{path_, 64ull << 20, true, ""}, report);
     EXPECT_TRUE(s.ok()) << s.status().message();
     return s.ok() ? std::move(*s) : nullptr;
   }
