@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <filesystem>
 #include <fstream>
 #include <spdlog/spdlog.h>
 
@@ -248,6 +249,10 @@ class Pipeline {
 
   bool StartDevices() {
     IngressPort port{&io_ring_, &wake_engine_};
+    // Transport state (e.g. BLE glucose record numbers) lives next to the outbox: the same
+    // private, persistent directory.
+    std::string state_dir = std::filesystem::path(loaded_.config.storage.path).parent_path().string();
+    if (state_dir.empty()) state_dir = ".";
     for (std::size_t i = 0; i < loaded_.devices.size(); ++i) {
       const DeviceSetup& d = loaded_.devices[i];
       auto codec = MakeCodec(d.codec_options);
@@ -258,7 +263,7 @@ class Pipeline {
       inputs_.push_back(std::make_unique<DeviceInput>(
           static_cast<DeviceIndex>(i), d.config.id, d.patient, std::move(*codec), port, patients_,
           *stats_.devices[i], clock_));
-      TransportContext ctx{&io_, &clock_, d.config.id, inputs_.back().get()};
+      TransportContext ctx{&io_, &clock_, d.config.id, inputs_.back().get(), state_dir};
       auto transport = d.transport->make(ctx, d.transport_options);
       if (!transport.ok()) {
         spdlog::critical("device {}: transport: {}", d.config.id, transport.status().message());

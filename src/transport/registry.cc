@@ -1,7 +1,9 @@
 #include <nlohmann/json.hpp>
 
 #include "exec.h"
+#include "serial.h"
 #include "simulator.h"
+#include "tcp.h"
 #include "vitalgate/transport/transport.h"
 
 namespace vg {
@@ -12,6 +14,10 @@ const TransportDescriptor kTransports[] = {
      &ExecTransport::Make, &ExecTransport::Check},
     {"simulator", "simulated patient monitor (jsonl)", SimulatorTransport::Specs(), "jsonl",
      &SimulatorTransport::Make, nullptr},
+    {"serial", "an RS-232 or USB-serial port", SerialTransport::Specs(), "", &SerialTransport::Make,
+     &SerialTransport::Check},
+    {"tcp", "a TCP client to a serial-over-IP converter", TcpTransport::Specs(), "",
+     &TcpTransport::Make, &TcpTransport::Check},
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "vitalgate/core/hex.h"
 #include "vitalgate/core/metric.h"
 #include "vitalgate/core/options.h"
 #include "vitalgate/core/reading.h"
@@ -95,7 +96,5 @@ Result<nlohmann::json> ValidateCodecSpec(const nlohmann::json& spec, std::string
 // REQUIRES: spec came from ValidateCodecSpec.
 Result<std::unique_ptr<Codec>> MakeCodec(const nlohmann::json& spec);
 
-// Parses hex bytes ("16 4B 00", "164b00", "0x16,0x4b"); errors name the character offset.
-Result<std::string> ParseHex(std::string_view text);
 
 }  // namespace vg

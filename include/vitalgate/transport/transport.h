@@ -46,6 +46,9 @@ struct TransportContext {
   const Clock* clock = nullptr;
   std::string device_id;
   TransportSink* sink = nullptr;
+  // A directory, private to the gateway, where a transport may keep small state files that
+  // must survive a restart (e.g. the last BLE glucose record fetched). Empty: keep none.
+  std::string state_dir;
 };
 
 struct TransportDescriptor {

@@ -1,0 +1,37 @@
+#include "vitalgate/core/hex.h"
+
+namespace vg {
+
+Result<std::string> ParseHex(std::string_view text) {
+  std::string out;
+  int high = -1;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' || c == ',' || c == ':' || c == '\t') {
+      if (high >= 0) return InvalidArgument("hex: odd number of digits before offset " + std::to_string(i));
+      continue;
+    }
+    if (c == '0' && i + 1 < text.size() && (text[i + 1] == 'x' || text[i + 1] == 'X') && high < 0) {
+      ++i;
+      continue;
+    }
+    int v = -1;
+    if (c >= '0' && c <= '9') v = c - '0';
+    if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+    if (v < 0) {
+      return InvalidArgument("hex: unexpected character at offset " + std::to_string(i) +
+                             ", expected 0-9 or a-f");
+    }
+    if (high < 0) {
+      high = v;
+    } else {
+      out += static_cast<char>((high << 4) | v);
+      high = -1;
+    }
+  }
+  if (high >= 0) return InvalidArgument("hex: odd number of digits");
+  return out;
+}
+
+}  // namespace vg

@@ -1,0 +1,106 @@
+#include "tcp.h"
+
+#include <boost/asio/connect.hpp>
+#include <nlohmann/json.hpp>
+
+namespace vg {
+namespace {
+
+using boost::asio::ip::tcp;
+
+constexpr OptionSpec kSpecs[] = {
+    {"host", OptionType::kString, "", "Host name or IP address of the converter.", true},
+    {"port", OptionType::kInteger, "", "TCP port.", true, 1, 65535},
+    {"connect_timeout_ms", OptionType::kInteger, "10000", "Give up a connection attempt after this.",
+     false, 100, 600000},
+    {"reconnect_min_ms", OptionType::kInteger, "500", "First reconnect delay.", false, 10, 3600000},
+    {"reconnect_max_ms", OptionType::kInteger, "30000", "Cap of the exponential reconnect delay.",
+     false, 10, 3600000},
+    {"idle_reconnect_s", OptionType::kNumber, "30",
+     "Reconnect after this long without a byte (a dead peer sends no FIN); 0 never.", false, 0,
+     86400},
+    {"init_hex", OptionType::kString, "\"\"", "Bytes (hex) sent after every connection.", false},
+    {"keepalive_hex", OptionType::kString, "\"\"", "Bytes (hex) sent every keepalive_ms.", false},
+    {"keepalive_ms", OptionType::kInteger, "0", "Keep-alive period; 0 none.", false, 0, 3600000},
+};
+
+}  // namespace
+
+std::span<const OptionSpec> TcpTransport::Specs() { return kSpecs; }
+
+Status TcpTransport::Check(const nlohmann::json& options, std::string_view path) {
+  auto s = ParseStreamOptions(options);
+  if (!s.ok()) return s.status().WithContext(path);
+  if (options.at("host").get_ref<const std::string&>().empty()) {
+    return InvalidArgument(std::string(path) + ".host: must not be empty");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Transport>> TcpTransport::Make(const TransportContext& ctx,
+                                                      const nlohmann::json& o) {
+  auto stream = ParseStreamOptions(o);
+  if (!stream.ok()) return stream.status();
+  return std::unique_ptr<Transport>(std::make_unique<TcpTransport>(
+      ctx, o.at("host").get<std::string>(), o.at("port").get<std::uint16_t>(),
+      o.at("connect_timeout_ms").get<std::int64_t>(), *stream));
+}
+
+TcpTransport::TcpTransport(const TransportContext& ctx, std::string host, std::uint16_t port,
+                           std::int64_t connect_timeout_ms, StreamOptions options)
+    : StreamTransport(ctx, std::move(options)),
+      host_(std::move(host)),
+      port_(port),
+      connect_timeout_ms_(connect_timeout_ms),
+      resolver_(*ctx.io),
+      socket_(*ctx.io),
+      connect_timer_(*ctx.io) {}
+
+TcpTransport::~TcpTransport() { Stop(); }
+
+void TcpTransport::Open() {
+  const std::uint64_t attempt = ++attempt_;
+  std::weak_ptr<bool> alive_token = alive();
+  connect_timer_.expires_after(std::chrono::milliseconds(connect_timeout_ms_));
+  connect_timer_.async_wait([this, alive_token, attempt](const boost::system::error_code& ec) {
+    if (ec || alive_token.expired() || stopped() || attempt != attempt_) return;
+    ++attempt_;  // late callbacks of this attempt are ignored
+    Failed("connection attempt timed out");
+  });
+  resolver_.async_resolve(
+      host_, std::to_string(port_),
+      [this, alive_token, attempt](const boost::system::error_code& ec,
+                                   const tcp::resolver::results_type& results) {
+        if (alive_token.expired() || stopped() || attempt != attempt_) return;
+        if (ec) {
+          ++attempt_;
+          connect_timer_.cancel();
+          Failed("cannot resolve " + host_ + ": " + ec.message());
+          return;
+        }
+        boost::asio::async_connect(
+            socket_, results,
+            [this, alive_token, attempt](const boost::system::error_code& cec, const tcp::endpoint&) {
+              if (alive_token.expired() || stopped() || attempt != attempt_) return;
+              connect_timer_.cancel();
+              if (cec) {
+                ++attempt_;
+                Failed("cannot connect: " + cec.message());
+                return;
+              }
+              boost::system::error_code ignored;
+              socket_.set_option(boost::asio::socket_base::keep_alive(true), ignored);
+              socket_.set_option(tcp::no_delay(true), ignored);
+              Opened();
+            });
+      });
+}
+
+void TcpTransport::CloseStream() {
+  boost::system::error_code ignored;
+  resolver_.cancel();
+  connect_timer_.cancel();
+  socket_.close(ignored);
+}
+
+}  // namespace vg
