@@ -126,8 +126,21 @@ class Pipeline {
     rings.wake_store = &wake_store_;
     runner_ = std::make_unique<EngineRunner>(*engine_, clock_, rings, stats_);
 
+    std::optional<PayloadKey> payload_key;
+    if (cfg.mqtt.payload_encryption) {
+      auto key = LoadPayloadKey(cfg.mqtt.payload_encryption->key_file,
+                                cfg.mqtt.payload_encryption->key_id);
+      if (!key.ok()) {
+        spdlog::critical("mqtt.payload_encryption.key_file: {}", key.status().message());
+        return 2;
+      }
+      payload_key = *key;
+      sealer_ = std::make_unique<EnvelopeSealer>(*key);
+    }
+
     PayloadContext payload{&patients_, device_ids_, ids_.get()};
     OutboxWriterOptions wo;
+    if (payload_key) wo.at_rest_key = payload_key->key;
     wo.batch_max_rows = static_cast<std::size_t>(cfg.storage.batch_max_rows);
     wo.reopen = so;
     OutboxWriterEvents events;
@@ -160,16 +173,8 @@ class Pipeline {
     fo.reconnect_min_ms = cfg.mqtt.reconnect_min_ms;
     fo.reconnect_max_ms = cfg.mqtt.reconnect_max_ms;
     fo.store_path = cfg.storage.path;
+    if (payload_key) fo.at_rest_key = payload_key->key;
     MqttClientOptions mo = *client_options;
-    if (cfg.mqtt.payload_encryption) {
-      auto key = LoadPayloadKey(cfg.mqtt.payload_encryption->key_file,
-                                cfg.mqtt.payload_encryption->key_id);
-      if (!key.ok()) {
-        spdlog::critical("mqtt.payload_encryption.key_file: {}", key.status().message());
-        return 2;
-      }
-      sealer_ = std::make_unique<EnvelopeSealer>(std::move(*key));
-    }
     forwarder_ = std::make_unique<Forwarder>(
         fo, [mo](MqttCallbacks cb) { return MakeMosquittoClient(mo, std::move(cb)); }, delivered_,
         volatile_, ack_ring_, wake_engine_, wake_forwarder_, clock_, *ids_, stats_, sealer_.get());
@@ -299,6 +304,12 @@ class Pipeline {
       runner_->PostRules(reloaded->rules);
       spdlog::info("reload: rules and patients reloaded ({} patients)",
                    reloaded->config.patients.size());
+      // Certificates and keys are re-read (rotation without restart); LoadEverything has
+      // checked them, so a broken rotation never replaces a working connection.
+      if (loaded_.config.mqtt.tls) forwarder_->RequestReconnect();
+      if (reloaded->effective["mqtt"] != loaded_.effective["mqtt"]) {
+        spdlog::warn("reload: other mqtt changes take effect at the next restart");
+      }
     }
     sd_notify(0, "READY=1");
   }

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "vitalgate/forward/envelope.h"
+#include "vitalgate/forward/tls_files.h"
 
 namespace vg {
 
@@ -15,6 +16,10 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
   out.effective = out.config.effective;
   const OptionContext ctx{out.config.base_dir, options.check_files};
 
+  if (out.config.mqtt.tls && options.check_files && options.check_tls_contents) {
+    const config::TlsConfig& t = *out.config.mqtt.tls;
+    VG_RETURN_IF_ERROR(CheckTlsFiles(TlsFiles{t.ca_file, t.cert_file, t.key_file}).WithContext(path));
+  }
   if (out.config.mqtt.payload_encryption && options.check_files) {
     const config::EncryptionConfig& enc = *out.config.mqtt.payload_encryption;
     auto key = LoadPayloadKey(enc.key_file, enc.key_id);

@@ -88,7 +88,6 @@ constexpr OptionSpec kHttp[] = {
      "Address of /healthz and /metrics, host:port; \"\" disables."},
 };
 
-constexpr std::array<std::string_view, 0> kNoChoices{};
 
 constexpr OptionSpec kPatient[] = {
     {"id", OptionType::kString, "", "Patient id; part of topics. [A-Za-z0-9._-], 1-64.", true},

@@ -1,7 +1,6 @@
 #include "vitalgate/forward/envelope.h"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include <fstream>
 #include <memory>
@@ -12,14 +11,6 @@
 
 namespace vg {
 namespace {
-
-constexpr std::size_t kIvBytes = 12;
-constexpr std::size_t kTagBytes = 16;
-
-struct CtxFree {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-using Ctx = std::unique_ptr<EVP_CIPHER_CTX, CtxFree>;
 
 const std::uint8_t* Bytes(std::string_view s) { return reinterpret_cast<const std::uint8_t*>(s.data()); }
 
@@ -74,33 +65,14 @@ Result<PayloadKey> LoadPayloadKey(const std::string& path, std::string kid) {
 
 Result<std::string> SealEnvelope(const PayloadKey& key, std::string_view topic,
                                  std::string_view plaintext) {
-  std::array<std::uint8_t, kIvBytes> iv{};
-  if (RAND_bytes(iv.data(), static_cast<int>(iv.size())) != 1) {
-    return Internal("encryption: no random bytes for the IV");
-  }
-  Ctx ctx(EVP_CIPHER_CTX_new());
-  std::vector<std::uint8_t> ct(plaintext.size() + 16);
-  std::array<std::uint8_t, kTagBytes> tag{};
-  int len = 0, total = 0;
-  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kIvBytes, nullptr) != 1 ||
-      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.key.data(), iv.data()) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, Bytes(topic), static_cast<int>(topic.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), ct.data(), &len, Bytes(plaintext),
-                        static_cast<int>(plaintext.size())) != 1) {
-    return Internal("encryption: AES-256-GCM failed");
-  }
-  total = len;
-  if (EVP_EncryptFinal_ex(ctx.get(), ct.data() + total, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, tag.data()) != 1) {
-    return Internal("encryption: AES-256-GCM failed");
-  }
-  total += len;
-  ct.resize(static_cast<std::size_t>(total));
+  auto sealed = AeadSeal(key.key, topic, plaintext);
+  if (!sealed.ok()) return sealed.status();
+  const std::span<const std::uint8_t> ct(reinterpret_cast<const std::uint8_t*>(sealed->ciphertext.data()),
+                                         sealed->ciphertext.size());
   std::string out = "{\"v\":1,\"alg\":\"A256GCM\",\"kid\":";
   AppendJsonString(out, key.kid);
-  out += ",\"iv\":\"" + Base64Encode(iv) + "\",\"ct\":\"" + Base64Encode(ct) + "\",\"tag\":\"" +
-         Base64Encode(tag) + "\"}";
+  out += ",\"iv\":\"" + Base64Encode(sealed->iv) + "\",\"ct\":\"" + Base64Encode(ct) +
+         "\",\"tag\":\"" + Base64Encode(sealed->tag) + "\"}";
   return out;
 }
 
@@ -118,29 +90,20 @@ Result<std::string> OpenEnvelope(std::span<const PayloadKey> keys, std::string_v
   auto iv = Base64Decode(doc["iv"].get<std::string>());
   auto ct = Base64Decode(doc["ct"].get<std::string>());
   auto tag = Base64Decode(doc["tag"].get<std::string>());
-  if (!iv.ok() || iv->size() != kIvBytes) return InvalidArgument("envelope: \"iv\" must be 12 bytes");
+  if (!iv.ok() || iv->size() != kAeadIvBytes) return InvalidArgument("envelope: \"iv\" must be 12 bytes");
   if (!ct.ok()) return InvalidArgument("envelope: \"ct\": " + ct.status().message());
-  if (!tag.ok() || tag->size() != kTagBytes) return InvalidArgument("envelope: \"tag\" must be 16 bytes");
+  if (!tag.ok() || tag->size() != kAeadTagBytes) return InvalidArgument("envelope: \"tag\" must be 16 bytes");
+  Sealed sealed;
+  std::copy(iv->begin(), iv->end(), sealed.iv.begin());
+  std::copy(tag->begin(), tag->end(), sealed.tag.begin());
+  sealed.ciphertext.assign(ct->begin(), ct->end());
   const std::string kid = doc["kid"].get<std::string>();
   bool tried = false;
   for (const PayloadKey& key : keys) {
     if (!key.kid.empty() && key.kid != kid) continue;
     tried = true;
-    Ctx ctx(EVP_CIPHER_CTX_new());
-    std::vector<std::uint8_t> pt(ct->size() + 16);
-    int len = 0;
-    if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kIvBytes, nullptr) != 1 ||
-        EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.key.data(), iv->data()) != 1 ||
-        EVP_DecryptUpdate(ctx.get(), nullptr, &len, Bytes(topic), static_cast<int>(topic.size())) != 1 ||
-        EVP_DecryptUpdate(ctx.get(), pt.data(), &len, ct->data(), static_cast<int>(ct->size())) != 1) {
-      continue;
-    }
-    int total = len;
-    if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag->data()) != 1) continue;
-    if (EVP_DecryptFinal_ex(ctx.get(), pt.data() + total, &len) != 1) continue;
-    total += len;
-    return std::string(reinterpret_cast<const char*>(pt.data()), static_cast<std::size_t>(total));
+    auto plain = AeadOpen(key.key, topic, sealed);
+    if (plain.ok()) return plain;
   }
   if (!tried) return NotFound("envelope: no key for kid \"" + kid + "\"");
   return InvalidArgument(

@@ -73,6 +73,11 @@ void Forwarder::RequestStop() {
   wake_self_.Ring();
 }
 
+void Forwarder::RequestReconnect() {
+  reconnect_requested_.store(true, std::memory_order_release);
+  wake_self_.Ring();
+}
+
 void Forwarder::Join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -109,6 +114,25 @@ void Forwarder::RequeueVolatile() {
   }
   inflight_.clear();
   if (!alerts.empty() || !readings.empty()) volatile_.Requeue(std::move(alerts), std::move(readings));
+}
+
+bool Forwarder::Unseal(OutboxRow& row, bool alert) {
+  if (!row.body.empty() && row.body.front() == '{') return true;  // stored in clear
+  if (options_.at_rest_key) {
+    auto sealed = AeadUnpack(row.body);
+    if (sealed.ok()) {
+      auto plain = AeadOpen(*options_.at_rest_key, BodyAad(alert, row.seq), *sealed);
+      if (plain.ok()) {
+        row.body = std::move(*plain);
+        return true;
+      }
+    }
+  }
+  stats_.publish_errors.fetch_add(1, std::memory_order_relaxed);
+  if (read_error_limiter_.Allow(clock_.MonotonicNs(), read_errors_suppressed_)) {
+    spdlog::error("mqtt: an outbox row cannot be decrypted (key changed or row damaged); skipped");
+  }
+  return false;
 }
 
 bool Forwarder::EnsureReader() {
@@ -156,7 +180,8 @@ void Forwarder::OnConnect(int rc, std::string_view reason) {
 
 void Forwarder::OnDisconnect(int rc, std::string_view reason) {
   if (stopping_ && rc == 0) return;
-  lost_reason_ = rc == 0 ? "disconnected" : std::string(reason);
+  // A refusal reported in the CONNACK (e.g. not authorised) says more than the disconnect.
+  if (lost_reason_.empty()) lost_reason_ = rc == 0 ? "disconnected" : std::string(reason);
 }
 
 void Forwarder::LinkLost(std::string_view why) {
@@ -305,7 +330,7 @@ bool Forwarder::PublishOneAlert() {
     if (rows.size() == 64) alerts_dirty_ = true;
     for (OutboxRow& row : rows) {
       alert_cursor_ = std::max(alert_cursor_, row.seq);
-      if (skip_.count(row.seq) == 0) alerts_pending_.push_back(std::move(row));
+      if (skip_.count(row.seq) == 0 && Unseal(row, true)) alerts_pending_.push_back(std::move(row));
     }
   }
   if (alerts_pending_.empty()) return false;
@@ -333,6 +358,7 @@ void Forwarder::RefillReadings() {
     for (OutboxRow& row : rows) {
       reading_cursor_ = std::max(reading_cursor_, row.seq);
       if (!skip_.empty() && skip_.count(row.seq) != 0) continue;
+      if (!Unseal(row, false)) continue;
       auto& q = readings_pending_[row.patient];
       if (q.empty()) patient_turns_.push_back(row.patient);
       q.push_back(std::move(row));
@@ -397,6 +423,7 @@ bool Forwarder::PublishVolatile(bool alerts) {
   if (alerts) {
     OutboxRow row;
     if (!volatile_.PopAlert(row)) return false;
+    if (!Unseal(row, true)) return true;
     const std::string topic = AlertsTopic(row.patient);
     const std::string body = row.body;
     Inflight entry{Inflight::Kind::kVolatileAlert, {}, row.rx_ms, {}};
@@ -406,6 +433,8 @@ bool Forwarder::PublishVolatile(bool alerts) {
   std::vector<OutboxRow> rows =
       volatile_.PopReadingsOfOnePatient(static_cast<std::size_t>(options_.max_readings_per_message));
   if (rows.empty()) return false;
+  std::erase_if(rows, [this](OutboxRow& r) { return !Unseal(r, false); });
+  if (rows.empty()) return true;
   std::vector<const OutboxRow*> ptrs;
   std::int64_t rx = rows.front().rx_ms;
   for (const OutboxRow& r : rows) {
@@ -445,6 +474,18 @@ void Forwarder::Fill() {
 }
 
 void Forwarder::Step(std::chrono::milliseconds max_wait) {
+  if (reconnect_requested_.exchange(false, std::memory_order_acq_rel)) {
+    spdlog::info("mqtt: reconnecting to use the reloaded certificates");
+    if (connected_ || connecting_) {
+      if (connected_ && client_) client_->Disconnect();
+      connected_ = connecting_ = false;
+      stats_.broker_connected.store(false);
+      RequeueVolatile();
+      if (client_) client_->Reset();  // frees the TLS context: the files are read again
+    }
+    attempts_ = 0;
+    next_attempt_ns_ = 0;
+  }
   std::int64_t now = clock_.MonotonicNs();
   if (!connected_ && !connecting_ && !stopping_ && now >= next_attempt_ns_) Connect();
   if (connecting_ && now - connect_started_ns_ > kConnectTimeoutNs) {

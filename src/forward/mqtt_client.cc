@@ -39,8 +39,11 @@ class MosquittoClient final : public MqttClient {
     const int rc = mosquitto_connect_async(mosq_, options_.host.c_str(), options_.port,
                                            options_.keepalive_s);
     if (rc != MOSQ_ERR_SUCCESS) {
+      std::string why = Error(rc);
+      if (!tls_error_.empty()) why += " (" + tls_error_ + ")";
+      last_error_ = why;
       return Unavailable("mqtt: connect to " + options_.host + ":" + std::to_string(options_.port) +
-                         ": " + Error(rc));
+                         ": " + why);
     }
     return Status::Ok();
   }

@@ -83,6 +83,10 @@ std::string MoveAside(const std::string& path) {
 
 }  // namespace
 
+std::string BodyAad(bool alert, std::uint64_t seq) {
+  return (alert ? "vitalgate-outbox:alert:" : "vitalgate-outbox:reading:") + std::to_string(seq);
+}
+
 struct OutboxStore::Impl {
   sqlite::Db db;
   sqlite::Stmt begin, commit, rollback;

@@ -44,6 +44,18 @@ void OutboxWriter::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void OutboxWriter::Seal(OutboxRow& row, bool alert) {
+  if (!options_.at_rest_key) return;
+  auto sealed = AeadSeal(*options_.at_rest_key, BodyAad(alert, row.seq), row.body);
+  if (sealed.ok()) {
+    row.body = AeadPack(*sealed);
+  } else {
+    // Without randomness nothing can be sealed; the row must not be stored in clear.
+    spdlog::critical("storage: cannot encrypt a row: {}", sealed.status().message());
+    row.body.clear();
+  }
+}
+
 void OutboxWriter::Fill() {
   AlertEvent e;
   while (alerts_.TryPop(e)) {
@@ -52,6 +64,7 @@ void OutboxWriter::Fill() {
     row.patient = payload_.patients->Name(e.patient);
     row.rx_ms = e.ts_ms;
     AppendAlertJson(row.body, e, payload_);
+    Seal(row, /*alert=*/true);
     batch_.alerts.push_back(std::move(row));
   }
   // In memory while the outbox fails: at most this many readings (then the engine's ring fills
@@ -68,6 +81,7 @@ void OutboxWriter::Fill() {
         row.rx_ms = r.rx_ms;
         row.body.reserve(128);
         AppendReadingJson(row.body, r, payload_);
+        Seal(row, /*alert=*/false);
         batch_.readings.push_back(std::move(row));
       },
       room);

@@ -34,6 +34,7 @@ struct LoadedConfig {
 
 struct LoadOptions {
   bool check_files = true;
+  bool check_tls_contents = true;  // parse certificates and keys, match key to certificate
 };
 
 // Interns every configured patient into `patients` (the caller's directory) and compiles rules

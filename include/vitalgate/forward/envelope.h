@@ -13,13 +13,14 @@
 #include <string_view>
 #include <vector>
 
+#include "vitalgate/core/aead.h"
 #include "vitalgate/core/status.h"
 
 namespace vg {
 
 struct PayloadKey {
   std::string kid;
-  std::array<std::uint8_t, 32> key{};
+  AeadKey key{};
 };
 
 // Reads a key file; errors name the file and what is wrong (length, encoding, permissions).

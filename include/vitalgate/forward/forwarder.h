@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,6 +24,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "vitalgate/core/aead.h"
 #include "vitalgate/core/clock.h"
 #include "vitalgate/core/doorbell.h"
 #include "vitalgate/core/ids.h"
@@ -57,6 +59,7 @@ struct ForwarderOptions {
   int shutdown_grace_ms = 1500;  // at stop: time to publish the offline status
   std::string store_path;        // the outbox; opened read-only (again) whenever needed
   std::string store_vfs;
+  std::optional<AeadKey> at_rest_key;  // bodies in the outbox are sealed with this key
 };
 
 class Forwarder {
@@ -74,6 +77,9 @@ class Forwarder {
   void Start();
   void RequestStop();
   void Join();
+  // Any thread: drop the connection and connect again at once, reading the certificate and
+  // key files anew (certificate rotation on SIGHUP).
+  void RequestReconnect();
 
   // Topic helpers (also used by tests and docs).
   std::string StatusTopic() const;
@@ -112,6 +118,8 @@ class Forwarder {
   bool PublishVolatile(bool alerts);
   std::string RenderReadings(const std::string& patient, std::span<const OutboxRow* const> rows);
   bool EnsureReader();
+  // Opens a sealed body in place; false (logged, counted) when it cannot be opened.
+  bool Unseal(OutboxRow& row, bool alert);
   bool Publish(const std::string& topic, const std::string& payload, Inflight entry, bool retain);
   std::string StatusPayload(std::string_view state) const;
   void RefreshSkipSet();
@@ -164,6 +172,7 @@ class Forwarder {
   std::uint64_t read_errors_suppressed_ = 0;
   std::uint64_t downlink_suppressed_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> reconnect_requested_{false};
   std::thread thread_;
 };
 

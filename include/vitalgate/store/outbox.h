@@ -25,6 +25,9 @@ struct OutboxRow {
   std::int64_t rx_ms = 0;    // when the gateway received it (for latency figures)
 };
 
+// Associated data that binds a stored, sealed body to its table and id.
+std::string BodyAad(bool alert, std::uint64_t seq);
+
 struct WriteBatch {
   std::vector<OutboxRow> readings;
   std::vector<OutboxRow> alerts;

@@ -18,8 +18,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 
+#include "vitalgate/core/aead.h"
 #include "vitalgate/core/alert.h"
 #include "vitalgate/core/clock.h"
 #include "vitalgate/core/doorbell.h"
@@ -34,6 +36,9 @@ namespace vg {
 
 struct OutboxWriterOptions {
   std::size_t batch_max_rows = 4096;
+  // With payload encryption on, bodies are stored sealed (AES-256-GCM, the row's table and id
+  // as associated data), so the outbox file reveals no vital signs.
+  std::optional<AeadKey> at_rest_key;
   std::chrono::milliseconds volatile_after{5000};
   std::chrono::milliseconds reopen_every{10000};  // when there is no outbox at all
   StoreOptions reopen;                             // how to open it
@@ -65,6 +70,7 @@ class OutboxWriter {
  private:
   void Run();
   void Fill();
+  void Seal(OutboxRow& row, bool alert);
   bool CommitOnce();  // true when the batch is now empty (committed or handed on)
   void Unhealthy(const Status& s);
   void Healthy();

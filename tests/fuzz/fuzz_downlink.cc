@@ -1,0 +1,23 @@
+// libFuzzer target: everything that arrives from the broker: the cmd/ack parser, alert id
+// parsing, and the payload envelope opener (as `vitalgate decrypt` and consumers use it).
+#include <string_view>
+
+#include "vitalgate/core/ids.h"
+#include "vitalgate/forward/downlink.h"
+#include "vitalgate/forward/envelope.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  auto cmd = vg::ParseAckCommand(text);
+  static const vg::IdFormat ids("cd6fac20");
+  if (cmd.ok()) {
+    if (cmd->alert_id.empty() || cmd->by.empty() || cmd->alert_id.size() > 64) __builtin_trap();
+    (void)ids.Parse(cmd->alert_id);
+  }
+  (void)ids.Parse(text);
+  static const vg::PayloadKey key{"k1", {}};
+  auto plain = vg::OpenEnvelope(std::span<const vg::PayloadKey>(&key, 1), "vitalgate/v1/gw/alerts/p", text);
+  (void)plain;
+  (void)vg::Base64Decode(text);
+  return 0;
+}
