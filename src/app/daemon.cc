@@ -205,6 +205,7 @@ class Pipeline {
         return 1;
       }
     }
+    tls_fingerprint_ = TlsFingerprint();
     signals_.async_wait([this](const boost::system::error_code& ec, int sig) { OnSignal(ec, sig); });
     ArmWatchdog();
     sd_notify(0, "READY=1\nSTATUS=running");
@@ -304,14 +305,31 @@ class Pipeline {
       runner_->PostRules(reloaded->rules);
       spdlog::info("reload: rules and patients reloaded ({} patients)",
                    reloaded->config.patients.size());
-      // Certificates and keys are re-read (rotation without restart); LoadEverything has
-      // checked them, so a broken rotation never replaces a working connection.
-      if (loaded_.config.mqtt.tls) forwarder_->RequestReconnect();
+      // Certificates and keys are re-read when their files changed (rotation without restart);
+      // LoadEverything has checked them, so a broken rotation never replaces a working link.
+      const std::string fingerprint = TlsFingerprint();
+      if (fingerprint != tls_fingerprint_) {
+        tls_fingerprint_ = fingerprint;
+        forwarder_->RequestReconnect();
+      }
       if (reloaded->effective["mqtt"] != loaded_.effective["mqtt"]) {
         spdlog::warn("reload: other mqtt changes take effect at the next restart");
       }
     }
     sd_notify(0, "READY=1");
+  }
+
+  // The contents of the TLS files, to notice a rotation.
+  std::string TlsFingerprint() const {
+    if (!loaded_.config.mqtt.tls) return "";
+    std::string all;
+    for (const std::string& f : {loaded_.config.mqtt.tls->ca_file, loaded_.config.mqtt.tls->cert_file,
+                                 loaded_.config.mqtt.tls->key_file}) {
+      std::ifstream in(f, std::ios::binary);
+      all += std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      all += '\0';
+    }
+    return std::to_string(std::hash<std::string>{}(all)) + ":" + std::to_string(all.size());
   }
 
   void ArmWatchdog() {
@@ -380,6 +398,7 @@ class Pipeline {
   std::vector<std::unique_ptr<Transport>> transports_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<PayloadSealer> sealer_;
+  std::string tls_fingerprint_;
   std::uint64_t last_engine_ = 0, last_store_ = 0, last_forwarder_ = 0;
 };
 

@@ -85,7 +85,7 @@ constexpr OptionSpec kMqtt[] = {
 
 constexpr OptionSpec kHttp[] = {
     {"listen", OptionType::kString, "\"127.0.0.1:9102\"",
-     "Address of /healthz and /metrics, host:port; \"\" disables."},
+     "IP address and port of /healthz and /metrics, e.g. 127.0.0.1:9102; \"\" disables."},
 };
 
 
@@ -360,6 +360,22 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
   auto http = ApplyOptionSpecs(root.value("http", json::object()), kHttp, "http", ctx);
   if (!http.ok()) return fail(http.status());
   cfg.http.listen = Str(*http, "listen");
+  if (!cfg.http.listen.empty()) {
+    const auto colon = cfg.http.listen.rfind(':');
+    std::string host = colon == std::string::npos ? "" : cfg.http.listen.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const std::string port = colon == std::string::npos ? "" : cfg.http.listen.substr(colon + 1);
+    in6_addr a6{};
+    in_addr a4{};
+    const bool ip = ::inet_pton(AF_INET, host.c_str(), &a4) == 1 || ::inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+    const bool numeric = !port.empty() && port.size() <= 5 &&
+                         port.find_first_not_of("0123456789") == std::string::npos &&
+                         std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+    if (!ip || !numeric) {
+      return fail(InvalidArgument("http.listen: \"" + cfg.http.listen +
+                                  "\" is not an IP address and port, e.g. 127.0.0.1:9102"));
+    }
+  }
   effective["http"] = *http;
 
   const json patients = root.value("patients", json::array());

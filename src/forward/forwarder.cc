@@ -475,6 +475,14 @@ void Forwarder::Fill() {
 
 void Forwarder::Step(std::chrono::milliseconds max_wait) {
   if (reconnect_requested_.exchange(false, std::memory_order_acq_rel)) {
+    // Publish nothing new and let the broker acknowledge what is in flight first, so the
+    // reconnection redelivers nothing.
+    reconnect_pending_ = true;
+    reconnect_deadline_ns_ = clock_.MonotonicNs() + 5000 * kMsNs;
+  }
+  if (reconnect_pending_ && (inflight_.empty() || !connected_ ||
+                             clock_.MonotonicNs() >= reconnect_deadline_ns_)) {
+    reconnect_pending_ = false;
     spdlog::info("mqtt: reconnecting to use the reloaded certificates");
     if (connected_ || connecting_) {
       if (connected_ && client_) client_->Disconnect();
@@ -492,7 +500,7 @@ void Forwarder::Step(std::chrono::milliseconds max_wait) {
     LinkLost("no answer from the broker within 15 s");
   }
   wake_self_.PrepareWait();
-  if (connected_ && !stopping_) Fill();
+  if (connected_ && !stopping_ && !reconnect_pending_) Fill();
   std::int64_t timeout_ms = max_wait.count();
   if (!connected_ && !connecting_) {
     timeout_ms = std::min<std::int64_t>(timeout_ms, std::max<std::int64_t>(0, (next_attempt_ns_ - now) / kMsNs));

@@ -215,10 +215,12 @@ class Gateway:
         self.proc = None
 
     def start(self, wait_running=True):
+        # The log accumulates over restarts: wait for this start's own "running" line.
+        before = self.logs().count("running: gateway")
         self.proc = subprocess.Popen([BINARY, "run", "--config", str(self.config_path)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         if wait_running:
-            wait_until(lambda: "running: gateway" in self.logs() or self._died(), 20,
+            wait_until(lambda: self.logs().count("running: gateway") > before or self._died(), 20,
                        what="vitalgate to start")
             assert self.proc.poll() is None, self.logs()
         return self

@@ -77,8 +77,9 @@ class Forwarder {
   void Start();
   void RequestStop();
   void Join();
-  // Any thread: drop the connection and connect again at once, reading the certificate and
-  // key files anew (certificate rotation on SIGHUP).
+  // Any thread: connect again, reading the certificate and key files anew (certificate
+  // rotation on SIGHUP). New messages wait until the broker has acknowledged those in flight
+  // (at most 5 s), so the reconnection redelivers nothing.
   void RequestReconnect();
 
   // Topic helpers (also used by tests and docs).
@@ -173,6 +174,8 @@ class Forwarder {
   std::uint64_t downlink_suppressed_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<bool> reconnect_requested_{false};
+  bool reconnect_pending_ = false;  // waiting for the window to drain before reconnecting
+  std::int64_t reconnect_deadline_ns_ = 0;
   std::thread thread_;
 };
 

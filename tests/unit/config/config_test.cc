@@ -220,3 +220,21 @@ TEST_F(ConfigTest, NullSwitchesARuleOff) {
 
 }  // namespace
 }  // namespace vg
+
+namespace vg {
+namespace {
+
+TEST_F(ConfigTest, HttpListenMustBeAnAddressAndPort) {
+  nlohmann::json j = Valid();
+  for (const char* bad : {"localhost:9102", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000"}) {
+    j["http"] = {{"listen", bad}};
+    EXPECT_NE(Error(j).find("http.listen"), std::string::npos) << bad;
+  }
+  for (const char* good : {"127.0.0.1:9102", "[::1]:9102", "0.0.0.0:80", ""}) {
+    j["http"] = {{"listen", good}};
+    EXPECT_EQ(Error(j), "(valid)") << good;
+  }
+}
+
+}  // namespace
+}  // namespace vg
