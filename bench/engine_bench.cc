@@ -126,7 +126,7 @@ BENCHMARK(BM_RingHandoff)->UseRealTime();
 void BM_ReadingToAlertLatency(benchmark::State& state) {
   const int background_per_alarm = static_cast<int>(state.range(0));
   constexpr int kPatients = 1000;
-  Engine engine(AllRules(kPatients), Devices(kPatients), 1, 0);
+  Engine engine(AllRules(kPatients), Devices(kPatients), 1, SystemClock::Instance().MonotonicNs());
   SpscRing<IngressItem> in(1 << 16);
   SpscRing<AckRequest> acks(64);
   SpscRing<Reading> readings_out(1 << 16);

@@ -27,7 +27,7 @@ ctest --preset asan --timeout 900
 
 echo "== ThreadSanitizer: rings, engine thread and its hand-offs"
 cmake --preset tsan >/dev/null
-cmake --build --preset tsan -j "$jobs" --target unit_core unit_engine
+cmake --build --preset tsan -j "$jobs" --target unit_core unit_engine unit_transport
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --preset tsan -L tsan --timeout 600
 
 echo "== fuzz targets (libFuzzer, ${FUZZ_SECONDS:-20}s each)"

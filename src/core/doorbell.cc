@@ -21,10 +21,11 @@ Doorbell::~Doorbell() {
 }
 
 void Doorbell::Ring() {
-  // Pairs with the fence in PrepareWait(): either the consumer sees the producer's queued item
-  // in its re-check, or the producer sees sleeping_ == true here.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) {
+  // Both sides use a read-modify-write on sleeping_, so the two are totally ordered: either the
+  // consumer's exchange in PrepareWait() comes first (we read true and write the eventfd), or
+  // ours does, and the consumer's exchange reads our write and so sees everything we queued
+  // before ringing.
+  if (sleeping_.exchange(false, std::memory_order_acq_rel)) {
     const std::uint64_t one = 1;
     ssize_t n;
     do {
@@ -33,10 +34,7 @@ void Doorbell::Ring() {
   }
 }
 
-void Doorbell::PrepareWait() {
-  sleeping_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-}
+void Doorbell::PrepareWait() { sleeping_.exchange(true, std::memory_order_acq_rel); }
 
 void Doorbell::CancelWait() { sleeping_.store(false, std::memory_order_relaxed); }
 

@@ -1,8 +1,9 @@
 // Doorbell: wakes one sleeping consumer thread when producers have queued work.
 //
 // The consumer calls Wait() when it found nothing to do; producers call Ring() after queuing.
-// Ring() costs one fence and one relaxed load while the consumer is awake, and one eventfd write
-// when it sleeps, so the hot path takes no lock and no system call. The eventfd is exposed so a
+// Ring() costs one atomic exchange while the consumer is awake (producers ring once per batch,
+// not per item), and one eventfd write when it sleeps, so the hot path takes no lock and no
+// system call. The eventfd is exposed so a
 // consumer that also polls other descriptors (the forwarder's socket) can wait on all at once.
 // Thread-safety: Ring() from any thread; Wait()/PrepareWait()/Acknowledge() from the one consumer.
 #pragma once

@@ -16,7 +16,8 @@ using nlohmann::json;
 
 struct RunnerRig {
   explicit RunnerRig(std::shared_ptr<const RuleBook> rules, int producers)
-      : engine(std::move(rules), testing::EngineHarness::MakeDevices(producers), 7, 0),
+      : engine(std::move(rules), testing::EngineHarness::MakeDevices(producers), 7,
+               SystemClock::Instance().MonotonicNs()),
         stats(static_cast<std::size_t>(producers)) {
     for (int i = 0; i < producers; ++i) inputs.push_back(std::make_unique<SpscRing<IngressItem>>(1024));
     EngineRings rings;
