@@ -257,7 +257,8 @@ class Pipeline {
     IngressPort port{&io_ring_, &wake_engine_};
     // Transport state (e.g. BLE glucose record numbers) lives next to the outbox: the same
     // private, persistent directory.
-    std::string state_dir = std::filesystem::path(loaded_.config.storage.path).parent_path().string();
+    std::string state_dir =
+        std::filesystem::path(loaded_.config.storage.path).parent_path().string();
     if (state_dir.empty()) state_dir = ".";
     for (std::size_t i = 0; i < loaded_.devices.size(); ++i) {
       const DeviceSetup& d = loaded_.devices[i];
@@ -269,7 +270,9 @@ class Pipeline {
       inputs_.push_back(std::make_unique<DeviceInput>(
           static_cast<DeviceIndex>(i), d.config.id, d.patient, std::move(*codec), port, patients_,
           *stats_.devices[i], clock_));
-      TransportContext ctx{&io_, &clock_, d.config.id, inputs_.back().get(), state_dir};
+      TransportContext ctx{&io_, &clock_, d.config.id, inputs_.back().get(), state_dir, {}};
+      const CodecDescriptor* codec_desc = FindCodec(d.codec_options["type"].get<std::string>());
+      ctx.characteristics.assign(codec_desc->characteristics.begin(), codec_desc->characteristics.end());
       auto transport = d.transport->make(ctx, d.transport_options);
       if (!transport.ok()) {
         spdlog::critical("device {}: transport: {}", d.config.id, transport.status().message());

@@ -66,6 +66,15 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
     if (setup.transport->name == "simulator" && codec_name != "jsonl") {
       return InvalidArgument(path + ": " + where + ".codec: the simulator speaks jsonl only");
     }
+    const bool message_codec = !FindCodec(codec_name)->characteristics.empty();
+    if (setup.transport->name == "ble" && !message_codec) {
+      return InvalidArgument(path + ": " + where + ".codec: the ble transport needs a codec that "
+                             "decodes GATT characteristics (gatt), not \"" + codec_name + "\"");
+    }
+    if (setup.transport->name != "ble" && setup.transport->name != "plugin" && message_codec) {
+      return InvalidArgument(path + ": " + where + ".codec: \"" + codec_name +
+                             "\" decodes BLE characteristics; this transport delivers a byte stream");
+    }
     setup.patient = *patients.Find(d.patient);
     out.effective["devices"][i]["transport"] = setup.transport_options;
     out.effective["devices"][i]["codec"] = setup.codec_options;

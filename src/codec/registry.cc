@@ -23,7 +23,8 @@ const CodecDescriptor kCodecs[] = {
     {"keyvalue", "ASCII NAME=VALUE lines, fields mapped to metrics by the \"map\" option",
      KeyValueCodec::Options(), DecodeInput::kText, &KeyValueCodec::Make},
     {"gatt", "Bluetooth LE health characteristics by 16-bit UUID (2A37 2A35 2A1C 2A5E 2A5F 2A18 2A9D 2A19)",
-     GattCodec::Options(), DecodeInput::kCharacteristic, &GattCodec::Make},
+     GattCodec::Options(), DecodeInput::kCharacteristic, &GattCodec::Make,
+     GattCodec::SupportedUuids()},
 };
 
 }  // namespace

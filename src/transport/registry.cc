@@ -1,6 +1,8 @@
 #include <nlohmann/json.hpp>
 
+#include "ble.h"
 #include "exec.h"
+#include "plugin.h"
 #include "serial.h"
 #include "simulator.h"
 #include "tcp.h"
@@ -14,6 +16,10 @@ const TransportDescriptor kTransports[] = {
      &ExecTransport::Make, &ExecTransport::Check},
     {"simulator", "simulated patient monitor (jsonl)", SimulatorTransport::Specs(), "jsonl",
      &SimulatorTransport::Make, nullptr},
+    {"ble", "a Bluetooth LE health device through BlueZ (D-Bus)", BleTransport::Specs(), "gatt",
+     &BleTransport::Make, &BleTransport::Check},
+    {"plugin", "a transport from a shared library (include/vitalgate/plugin.h)",
+     PluginTransport::Specs(), "", &PluginTransport::Make, &PluginTransport::Check},
     {"serial", "an RS-232 or USB-serial port", SerialTransport::Specs(), "", &SerialTransport::Make,
      &SerialTransport::Check},
     {"tcp", "a TCP client to a serial-over-IP converter", TcpTransport::Specs(), "",

@@ -85,6 +85,8 @@ struct CodecDescriptor {
   DecodeInput cli_input;
   // REQUIRES: options were validated against `options` (defaults filled in).
   Result<std::unique_ptr<Codec>> (*make)(const nlohmann::json& options);
+  // Message codecs: the BLE characteristics (16-bit UUIDs) they decode; empty for streams.
+  std::span<const std::uint16_t> characteristics = {};
 };
 
 std::span<const CodecDescriptor> AllCodecs();

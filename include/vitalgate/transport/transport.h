@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -49,6 +50,9 @@ struct TransportContext {
   // A directory, private to the gateway, where a transport may keep small state files that
   // must survive a restart (e.g. the last BLE glucose record fetched). Empty: keep none.
   std::string state_dir;
+  // The BLE characteristics (16-bit UUIDs) the device's codec decodes, so a message-based
+  // transport knows what to subscribe to; given by the app, which knows both modules.
+  std::vector<std::uint16_t> characteristics;
 };
 
 struct TransportDescriptor {

@@ -63,7 +63,7 @@ struct Rig {
   RecordingSink sink;
   std::unique_ptr<PairTransport> t;
   Rig(StreamOptions o, bool fail_opens = false) {
-    TransportContext ctx{&io, &SystemClock::Instance(), "dev", &sink, ""};
+    TransportContext ctx{&io, &SystemClock::Instance(), "dev", &sink, "", {}};
     t = std::make_unique<PairTransport>(ctx, std::move(o), fail_opens);
     t->Start();
   }
