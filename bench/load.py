@@ -158,6 +158,8 @@ class Subscriber:
             with self.lock:
                 self.alerts.append((now, json.loads(msg.payload)))
             return
+        if "/readings/" not in msg.topic:
+            return  # status
         n = msg.payload.count(b'"id":') or 1  # Node-RED messages carry one reading each
         with self.lock:
             self.readings += n
@@ -411,6 +413,7 @@ tls_version tlsv1.2
         inject = int(time.time() * 1000)
         conv.send(('{"metric":"spo2","value":80,"patient":"alarm-0","ts":"%s"}\n' % iso(inject)).encode())
         alert_latency = None
+        readings_before_alert = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             n, _ = sub.snapshot()
@@ -418,7 +421,8 @@ tls_version tlsv1.2
                 hit = [t for t, e in sub.alerts if e.get("patient") == "alarm-0"]
             if hit and alert_latency is None:
                 alert_latency = hit[0] - inject
-            if n >= backlog + 1:
+                readings_before_alert = n
+            if n >= backlog + 1 and alert_latency is not None:
                 break
             time.sleep(0.2)
         n, _ = sub.snapshot()
@@ -430,6 +434,7 @@ tls_version tlsv1.2
         sub.close()
         result = {"backlog": backlog, "outbox_mb": size / 1e6, "delivered": n,
                   "drain_rate": n / drain_s if drain_s else 0, "alert_latency_ms": alert_latency,
+                  "readings_delivered_before_the_alert": readings_before_alert,
                   "rss_with_backlog_mb": rss_backlog / 1024, "peak_rss_mb": peak / 1024,
                   "gateway_cpu": cpu}
         self.results["drain"] = result
@@ -455,26 +460,26 @@ tls_version tlsv1.2
         port = free_port()
         # tcp in (client, lines) -> json -> threshold function -> mqtt out (QoS 1, mutual TLS).
         flow = [
-            {"id": "tab", "type": "tab", "label": "vitals"},
-            {"id": "tls", "type": "tls-config", "name": "mtls", "cert": str(self.certs / "client.crt"),
+            {"id": "vg.tab", "type": "tab", "label": "vitals"},
+            {"id": "vg.tlscfg", "type": "tls-config", "name": "mtls", "cert": str(self.certs / "client.crt"),
              "key": str(self.certs / "client.key"), "ca": str(self.certs / "ca.crt"),
              "verifyservercert": True, "servername": "localhost"},
-            {"id": "broker", "type": "mqtt-broker", "name": "broker", "broker": "localhost",
-             "port": str(self.broker_port), "clientid": "nodered-gw", "usetls": True, "tls": "tls",
+            {"id": "vg.mqttcfg", "type": "mqtt-broker", "name": "broker", "broker": "localhost",
+             "port": str(self.broker_port), "clientid": "nodered-gw", "usetls": True, "tls": "vg.tlscfg",
              "protocolVersion": "4", "keepalive": "60", "cleansession": True},
-            {"id": "in", "type": "tcp in", "z": "tab", "server": "client", "host": "127.0.0.1",
+            {"id": "vg.in", "type": "tcp in", "z": "vg.tab", "server": "client", "host": "127.0.0.1",
              "port": str(conv.port), "datamode": "stream", "datatype": "utf8", "newline": "\\n",
-             "topic": "", "wires": [["parse"]]},
-            {"id": "parse", "type": "json", "z": "tab", "property": "payload", "action": "obj",
-             "wires": [["rule"]]},
-            {"id": "rule", "type": "function", "z": "tab", "outputs": 2,
+             "topic": "", "wires": [["vg.parse"]]},
+            {"id": "vg.parse", "type": "json", "z": "vg.tab", "property": "payload", "action": "obj",
+             "wires": [["vg.rule"]]},
+            {"id": "vg.rule", "type": "function", "z": "vg.tab", "outputs": 2,
              "func": ("const r = msg.payload;\n"
                       "msg.topic = 'nodered/readings/' + r.patient;\n"
                       "if (r.metric === 'spo2' && r.value < 90) {\n"
                       "  return [msg, {topic: 'nodered/alerts/' + r.patient, payload: {metric: r.metric, value: r.value}}];\n"
                       "}\nreturn [msg, null];"),
-             "wires": [["out"], ["out"]]},
-            {"id": "out", "type": "mqtt out", "z": "tab", "broker": "broker", "qos": "1",
+             "wires": [["vg.out"], ["vg.out"]]},
+            {"id": "vg.out", "type": "mqtt out", "z": "vg.tab", "broker": "vg.mqttcfg", "qos": "1",
              "retain": "false", "wires": []},
         ]
         (user_dir / "flows.json").write_text(json.dumps(flow))
@@ -536,6 +541,7 @@ def main():
     p.add_argument("--alarm-rate", type=float, default=20)
     p.add_argument("--backlog", type=int, default=500000)
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     a = p.parse_args()
     b = Bench(a)
     b.start_broker()
@@ -566,7 +572,10 @@ def main():
             Path(a.json).write_text(json.dumps(b.results, indent=1))
     finally:
         b.stop_broker()
-        shutil.rmtree(b.work, ignore_errors=True)
+        if a.keep:
+            print(f"work directory kept: {b.work}")
+        else:
+            shutil.rmtree(b.work, ignore_errors=True)
 
 
 if __name__ == "__main__":

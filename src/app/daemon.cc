@@ -173,6 +173,11 @@ class Pipeline {
     fo.reconnect_min_ms = cfg.mqtt.reconnect_min_ms;
     fo.reconnect_max_ms = cfg.mqtt.reconnect_max_ms;
     fo.store_path = cfg.storage.path;
+    if (cfg.mqtt.tls && cfg.mqtt.tls->cert_file.empty()) {
+      fo.tls_failure_hint =
+          "no client certificate is configured (mqtt.tls.cert_file): a broker that requires "
+          "mutual TLS refuses the connection";
+    }
     if (payload_key) fo.at_rest_key = payload_key->key;
     MqttClientOptions mo = *client_options;
     forwarder_ = std::make_unique<Forwarder>(

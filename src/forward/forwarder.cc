@@ -195,6 +195,16 @@ void Forwarder::LinkLost(std::string_view why) {
     // libmosquitto's detail usually repeats the reason and adds the TLS library's words.
     reason = detail.rfind(reason, 0) == 0 ? detail : reason + ": " + detail;
   }
+  if (!was_connected && !options_.tls_failure_hint.empty()) {
+    // A broker that refuses the client certificate often just ends the session (TLS 1.3
+    // sends its alert after the client's side of the handshake is done), which libraries
+    // report as a bare protocol error. Say what the configuration suggests.
+    const bool tls_failure = reason.find("Protocol error") != std::string::npos ||
+                             reason.find("TLS") != std::string::npos ||
+                             reason.find("SSL") != std::string::npos ||
+                             reason.find("certificate") != std::string::npos;
+    if (tls_failure) reason += "; " + options_.tls_failure_hint;
+  }
   stats_.broker_error.Set(reason);
   if (was_connected) {
     spdlog::warn("mqtt: broker link lost: {}", reason);

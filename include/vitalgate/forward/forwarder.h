@@ -60,6 +60,8 @@ struct ForwarderOptions {
   std::string store_path;        // the outbox; opened read-only (again) whenever needed
   std::string store_vfs;
   std::optional<AeadKey> at_rest_key;  // bodies in the outbox are sealed with this key
+  // Added to the reason when a TLS handshake fails (e.g. no client certificate configured).
+  std::string tls_failure_hint;
 };
 
 class Forwarder {
