@@ -167,12 +167,26 @@ void Engine::OnReading(Reading& r, std::int64_t mono_ns, AlertSink& sink) {
     case Metric::kTemperature:
     case Metric::kConsciousness:
     case Metric::kOnOxygen:
-      if (rules.news2.enabled) EvaluateNews2(r.patient, ps, rules, ps.now_ts, sink);
+      // A monitor sends several parameters a second; inputs are averaged over a minute, so one
+      // evaluation a second of event time is enough, except when a charted value arrives.
+      if (rules.news2.enabled &&
+          (ps.news2_evaluated_ts == kNever ||
+           ps.now_ts - ps.news2_evaluated_ts >= std::min<std::int64_t>(1000, rules.news2.settle_ms) ||
+           ps.news2_total < 0 ||
+           r.metric == Metric::kBpSystolic || r.metric == Metric::kTemperature ||
+           r.metric == Metric::kConsciousness || r.metric == Metric::kOnOxygen)) {
+        ps.news2_evaluated_ts = ps.now_ts;
+        EvaluateNews2(r.patient, ps, rules, ps.now_ts, sink);
+      }
       break;
     default:
       break;
   }
-  if (!ps.open.empty()) Escalate(ps, rules, ps.now_ts, /*technical=*/false, sink);
+  if (!ps.open.empty() &&
+      (ps.escalation_scanned_ts == kNever || ps.now_ts - ps.escalation_scanned_ts >= 1000)) {
+    ps.escalation_scanned_ts = ps.now_ts;
+    Escalate(ps, rules, ps.now_ts, /*technical=*/false, sink);
+  }
 }
 
 void Engine::EvaluateThreshold(PatientIndex p, PatientState& ps, const ThresholdRule& rule,
@@ -207,6 +221,7 @@ void Engine::EvaluateThreshold(PatientIndex p, PatientState& ps, const Threshold
     return;
   }
   const ThresholdLevel& level = levels[static_cast<std::size_t>(target)];
+  if (dir.alarm != 0 && alarms_.at(dir.alarm).base == level.priority) return;  // nothing new
   AlertEvent e;
   e.patient = p;
   e.kind = AlertKind::kThreshold;
@@ -220,7 +235,7 @@ void Engine::EvaluateThreshold(PatientIndex p, PatientState& ps, const Threshold
     e.priority = level.priority;
     dir.alarm = Raise(std::move(e), /*technical_time=*/false, sink);
     ps.open.push_back(dir.alarm);
-  } else if (alarms_.at(dir.alarm).base != level.priority) {
+  } else {
     ChangePriority(dir.alarm, level.priority, std::move(e), sink);
   }
 }
@@ -240,10 +255,12 @@ void Engine::EvaluateTrends(PatientIndex p, PatientState& ps, const PatientRules
       valid = true;
     }
     const double toward = rule.rising ? change : -change;
-    const std::string what = std::string(Info(rule.metric).display) +
-                             (rule.rising ? " rising " : " falling ") +
-                             ValueText(rule.metric, std::fabs(std::round(change * 10) / 10)) +
-                             " in " + DurationText(rule.window_ms);
+    // Built only when an event is published: formatting is the costliest part of a reading.
+    auto what = [&rule, change] {
+      return std::string(Info(rule.metric).display) + (rule.rising ? " rising " : " falling ") +
+             ValueText(rule.metric, std::fabs(std::round(change * 10) / 10)) + " in " +
+             DurationText(rule.window_ms);
+    };
     if (ts.alarm == 0) {
       if (valid && toward >= rule.change) {
         AlertEvent e;
@@ -254,13 +271,13 @@ void Engine::EvaluateTrends(PatientIndex p, PatientState& ps, const PatientRules
         e.value = change;
         e.limit = rule.rising ? rule.change : -rule.change;
         e.ts_ms = r.ts_ms;
-        e.message = what;
+        e.message = what();
         ts.alarm = Raise(std::move(e), false, sink);
         ps.open.push_back(ts.alarm);
       }
     } else if (!valid || toward < rule.change * 0.5) {
       // Cleared once the trend has eased to half the alarming change (hysteresis).
-      Clear(ts.alarm, r.ts_ms, change, what, sink);
+      Clear(ts.alarm, r.ts_ms, change, what(), sink);
       ts.alarm = 0;
     }
   }

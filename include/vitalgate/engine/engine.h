@@ -131,6 +131,8 @@ class Engine {
     std::int64_t now_ts = kNever;
     int news2_total = -1;  // published aggregate; -1: not computable (yet)
     int news2_pending = -1;  // a different aggregate waiting to settle; -1: none
+    std::int64_t news2_evaluated_ts = kNever;
+    std::int64_t escalation_scanned_ts = kNever;
     std::int64_t news2_pending_since = 0;
     std::uint64_t news2_alarm = 0;
     std::vector<std::uint64_t> open;  // ids of this patient's open alarms

@@ -36,9 +36,17 @@ class TrendWindow {
     double n = 0, su = 0, suu = 0, sv = 0, suv = 0;
     std::int64_t min_ts = 0, max_ts = 0;
   };
+  void Retotal();  // recomputes totals_ from the buckets for the current window
+
   std::int64_t bucket_ms_;
   std::int64_t newest_index_ = -1;
   std::array<Bucket, kBuckets> buckets_{};
+  // Sums over the window, with t measured from the window's first bucket, kept up to date by
+  // Add() so that Compute() is O(1); rebuilt when the window moves by a bucket.
+  struct Totals {
+    double n = 0, st = 0, stt = 0, sv = 0, stv = 0;
+    std::int64_t min_ts = 0, max_ts = 0;
+  } totals_;
 };
 
 }  // namespace vg
