@@ -295,16 +295,17 @@ tls_version tlsv1.2
                 break
             time.sleep(0.2)
         n, _ = sub.snapshot()
-        total_s = (sub.last - sub.first) / 1000 if sub.last and sub.first else float("nan")
         cpu = proc.cpu() - cpu0
         elapsed = time.monotonic() - t0
+        total_s = (sub.last - sub.first) / 1000 if sub.last and sub.first else float("nan")
         peak = proc.rss_kb("VmHWM")
         gw.send_signal(signal.SIGTERM)
         gw.wait(30)
         sub.close()
         result = {"sent": sent, "delivered": n, "send_rate": sent / send_s,
-                  "delivered_rate": n / total_s if total_s else 0, "gateway_cpu": cpu / elapsed,
-                  "peak_rss_mb": peak / 1024, "lost": sent - n}
+                  "delivered_rate": n / total_s if total_s else 0,
+                  "gateway_cpu_cores": cpu / elapsed, "peak_rss_mb": peak / 1024,
+                  "lost": sent - n}
         self.results[label] = result
         return result
 

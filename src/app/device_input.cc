@@ -41,6 +41,11 @@ bool DeviceInput::Push(const IngressItem& item) {
   return false;
 }
 
+bool DeviceInput::Saturated() const {
+  // Three quarters full leaves room for what the codec still holds and for link events.
+  return port_.ring->SizeApprox() * 4 >= port_.ring->capacity() * 3;
+}
+
 void DeviceInput::Flush() {
   if (pushed_) {
     pushed_ = false;

@@ -100,7 +100,17 @@ std::size_t EngineRunner::DrainOnce() {
   }
   const std::int64_t mono = clock_.MonotonicNs();
   constexpr std::size_t kBatch = 512;  // per ring per round: a flooding producer cannot starve others
+  output_full_ = false;
   for (SpscRing<IngressItem>* ring : rings_.inputs) {
+    // Backpressure: take no more readings than the store's ring can hold. What stays in the
+    // input ring makes the transports pause reading their devices, so a slow disk costs
+    // throughput, not readings.
+    const std::size_t used = rings_.readings_out->SizeApprox();
+    const std::size_t room = rings_.readings_out->capacity() > used ? rings_.readings_out->capacity() - used : 0;
+    if (room == 0) {
+      output_full_ = true;
+      break;
+    }
     total += ring->Drain(
         [&](IngressItem& item) {
           switch (item.kind) {
@@ -124,7 +134,7 @@ std::size_t EngineRunner::DrainOnce() {
               break;
           }
         },
-        kBatch);
+        std::min(kBatch, room));
   }
   if (total > 0) {
     stats_.readings_accepted.store(engine_.counters().readings, std::memory_order_relaxed);
@@ -147,6 +157,12 @@ void EngineRunner::Run() {
     }
     if (n > 0) continue;
     if (stop_.load(std::memory_order_acquire) && InputsEmpty()) break;
+    if (output_full_) {
+      // The store frees room without ringing us; look again shortly.
+      rings_.wake_store->Ring();
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      continue;
+    }
     rings_.wake_engine->Wait(std::chrono::nanoseconds(next_tick - now),
                              [this] { return !InputsEmpty() || stop_.load(); });
   }

@@ -58,7 +58,9 @@ void OutboxWriter::Seal(OutboxRow& row, bool alert) {
 
 void OutboxWriter::Fill() {
   AlertEvent e;
+  bool took_alerts = false;
   while (alerts_.TryPop(e)) {
+    took_alerts = true;
     OutboxRow row;
     row.seq = e.id;
     row.patient = payload_.patients->Name(e.patient);
@@ -67,6 +69,9 @@ void OutboxWriter::Fill() {
     Seal(row, /*alert=*/true);
     batch_.alerts.push_back(std::move(row));
   }
+  // New alerts are committed on their own, in a small transaction ahead of any bulk work
+  // (readings, deletions of a draining backlog), so they reach the broker first.
+  if (took_alerts && healthy_ && batch_.readings.empty() && batch_.acked_readings.empty()) return;
   // In memory while the outbox fails: at most this many readings (then the engine's ring fills
   // and the engine counts what it cannot hand over).
   const std::size_t per_txn =

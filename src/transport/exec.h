@@ -47,6 +47,7 @@ class ExecTransport final : public Transport {
   Options options_;
   boost::asio::posix::stream_descriptor pipe_;
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer pause_timer_;
   Backoff backoff_;
   pid_t child_ = -1;
   std::int64_t started_mono_ = 0;

@@ -45,6 +45,7 @@ class StreamTransport : public Transport {
         retry_timer_(*ctx.io),
         idle_timer_(*ctx.io),
         keepalive_timer_(*ctx.io),
+        pause_timer_(*ctx.io),
         backoff_(options_.reconnect_min_ms, options_.reconnect_max_ms) {}
 
   ~StreamTransport() override { *alive_ = false; }
@@ -59,6 +60,7 @@ class StreamTransport : public Transport {
     retry_timer_.cancel();
     idle_timer_.cancel();
     keepalive_timer_.cancel();
+    pause_timer_.cancel();
     CloseStream();
   }
 
@@ -112,6 +114,14 @@ class StreamTransport : public Transport {
  private:
   void Read() {
     std::weak_ptr<bool> alive = alive_;
+    if (ctx_.sink->Saturated()) {
+      // Backpressure: leave the bytes with the device (kernel buffer, TCP window) for a moment.
+      pause_timer_.expires_after(std::chrono::milliseconds(1));
+      pause_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+        if (!ec && !alive.expired() && !stopped_ && connected_) Read();
+      });
+      return;
+    }
     stream()->async_read_some(
         boost::asio::buffer(buffer_),
         [this, alive](const boost::system::error_code& ec, std::size_t n) {
@@ -170,6 +180,7 @@ class StreamTransport : public Transport {
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer idle_timer_;
   boost::asio::steady_timer keepalive_timer_;
+  boost::asio::steady_timer pause_timer_;
   Backoff backoff_;
   bool stopped_ = true;
   bool connected_ = false;

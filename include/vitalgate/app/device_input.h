@@ -37,6 +37,7 @@ class DeviceInput final : public TransportSink, public CodecSink {
   void OnBytes(std::span<const std::uint8_t> bytes) override;
   void OnCharacteristic(std::uint16_t uuid, std::span<const std::uint8_t> value) override;
   void OnLink(bool up, std::string_view reason) override;
+  bool Saturated() const override;
 
   void OnValue(const DecodedValue& value) override;
   void OnCondition(DeviceCondition condition, bool active) override;

@@ -73,7 +73,8 @@ class EngineRunner {
   SpscRing<std::shared_ptr<const RuleBook>> rules_in_{8};
   SpscRing<GatewayConditionChange> gateway_in_{64};
   std::atomic<bool> stop_{false};
-  bool dropping_ = false;  // the store ring stayed full: drop instead of waiting
+  bool dropping_ = false;     // the store ring stayed full: drop instead of waiting
+  bool output_full_ = false;  // the last round stopped because the store's ring was full
   std::thread thread_;
 };
 

@@ -32,6 +32,10 @@ class TransportSink {
   virtual void OnCharacteristic(std::uint16_t uuid, std::span<const std::uint8_t> value) = 0;
   // The link came up or went down; `reason` says why it went down (no patient data).
   virtual void OnLink(bool up, std::string_view reason) = 0;
+  // True while the pipeline behind the sink is full. Stream transports then stop reading for a
+  // moment (the device's bytes wait in the kernel, the pipe or the TCP window) instead of
+  // delivering readings that would have to be dropped.
+  virtual bool Saturated() const { return false; }
 };
 
 class Transport {
