@@ -36,22 +36,6 @@ constexpr std::uint8_t k9PulseRateBit7 = 0x08;  // unverified: MSB-carrier readi
 constexpr unsigned kNoPulseRate = 0xFF;
 constexpr unsigned kNoSpo2 = 0x7F;
 
-std::string HexBytes(std::span<const std::uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  for (std::uint8_t b : bytes) {
-    if (!out.empty()) out += ' ';
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0x0F];
-  }
-  return out;
-}
-
-void Report(CodecSink& sink, std::uint64_t offset, std::string message, std::string detail = {}) {
-  sink.OnDecodeError(
-      DecodeError{offset, "contec: " + std::move(message), std::move(detail), false});
-}
-
 }  // namespace
 
 std::span<const OptionSpec> ContecCodec::Options() { return kOptions; }
@@ -66,17 +50,11 @@ Result<std::unique_ptr<Codec>> ContecCodec::Make(const nlohmann::json& options) 
 }
 
 ContecCodec::ContecCodec(FrameMode mode, std::uint32_t emit_every)
-    : mode_(mode), emit_every_(emit_every < 1 ? 1 : emit_every), frames_since_emit_(emit_every_) {
-  conditions_.fill(-1);
-}
+    : mode_(mode), emit_every_(emit_every < 1 ? 1 : emit_every), frames_since_emit_(emit_every_) {}
 
 void ContecCodec::Reset() {
-  window_offset_ += window_len_;  // the dropped bytes still count for stream offsets
-  window_len_ = 0;
+  window_.Reset();
   synced_ = Kind::kNone;
-  at_start_ = true;
-  skip_reported_ = false;
-  skipped_ = 0;
   frames_since_emit_ = emit_every_;
 }
 
@@ -105,7 +83,7 @@ std::string_view ContecCodec::CheckFrame(Kind kind) const {
 
 void ContecCodec::Feed(std::span<const std::uint8_t> bytes, CodecSink& sink) {
   for (const std::uint8_t b : bytes) {
-    window_[window_len_++] = b;
+    window_.Push(b);
     Scan(sink);
   }
 }
@@ -113,69 +91,35 @@ void ContecCodec::Feed(std::span<const std::uint8_t> bytes, CodecSink& sink) {
 void ContecCodec::Scan(CodecSink& sink) {
   for (;;) {
     // Out of sync, bytes that cannot start a frame are dropped at once.
-    while (synced_ == Kind::kNone && window_len_ > 0 && CandidateKind(window_[0]) == Kind::kNone) {
-      Skip(sink);
+    while (synced_ == Kind::kNone && window_.size() > 0 &&
+           CandidateKind(window_[0]) == Kind::kNone) {
+      window_.DropFirst(sink);
     }
-    if (window_len_ == 0) return;
+    if (window_.size() == 0) return;
     const Kind kind = synced_ != Kind::kNone ? synced_ : CandidateKind(window_[0]);
     const std::size_t size = kind == Kind::k9 ? 9 : 5;
-    if (window_len_ < size) return;
+    if (window_.size() < size) return;
     const std::string_view why = CheckFrame(kind);
     if (why.empty()) {
       // Opening the port mid-frame costs less than a frame: that is not an error.
       const std::size_t tolerated = mode_ == FrameMode::k5 ? 5 : kMaxFrame;
-      if (skipped_ > 0 && !skip_reported_ && !(at_start_ && skipped_ < tolerated)) {
-        Report(sink, skip_offset_,
-               std::to_string(skipped_) + " bytes skipped before a valid frame");
-      }
-      skipped_ = 0;
-      skip_reported_ = false;
+      window_.FrameFound(tolerated, sink);
       synced_ = kind;
-      at_start_ = false;
       if (kind == Kind::k5) {
         OnFrame5(sink);
       } else {
         OnFrame9(sink);
       }
-      window_offset_ += size;
-      window_len_ = 0;
-      return;
+      // A layout change while resynchronising can leave bytes after the frame: scan them too.
+      window_.Consume(size);
+      continue;
     }
     if (synced_ != Kind::kNone) {
-      Report(sink, window_offset_, std::string(why) + ", resynchronising",
-             HexBytes(std::span(window_.data(), size)));
+      window_.LostSync(why, size, sink);
       synced_ = Kind::kNone;
-      skip_reported_ = true;
     }
-    Skip(sink);
+    window_.DropFirst(sink);
   }
-}
-
-void ContecCodec::Skip(CodecSink& sink) {
-  if (skipped_ == 0) skip_offset_ = window_offset_;
-  ++skipped_;
-  for (std::size_t i = 1; i < window_len_; ++i) window_[i - 1] = window_[i];
-  --window_len_;
-  ++window_offset_;
-  if (skipped_ >= kSkipReportBytes) {
-    Report(sink, skip_offset_,
-           "no valid frame in " + std::to_string(kSkipReportBytes) +
-               " bytes (wrong baud rate or frame layout?)");
-    skipped_ = 0;
-    skip_reported_ = true;
-  }
-}
-
-void ContecCodec::SetCondition(DeviceCondition condition, bool active, CodecSink& sink) {
-  std::int8_t& state = conditions_[static_cast<std::size_t>(condition)];
-  const std::int8_t now = active ? 1 : 0;
-  // Report changes only; an end is reported only for a condition that was reported active.
-  if (state == now || (state == -1 && !active)) {
-    state = now;
-    return;
-  }
-  state = now;
-  sink.OnCondition(condition, active);
 }
 
 void ContecCodec::Emit(DecodedValue& out, unsigned pulse_rate, bool pulse_rate_ok, unsigned spo2,
@@ -201,8 +145,8 @@ void ContecCodec::OnFrame5(CodecSink& sink) {
   const bool probe_error = (w[2] & k5ProbeError) != 0;
   const bool searching = (w[2] & k5Searching) != 0;
   const bool too_long = (w[0] & k5SearchTooLong) != 0;
-  SetCondition(DeviceCondition::kSensorOff, probe_error, sink);
-  SetCondition(DeviceCondition::kOutOfTrack, searching || too_long, sink);
+  conditions_.Set(DeviceCondition::kSensorOff, probe_error, sink);
+  conditions_.Set(DeviceCondition::kOutOfTrack, searching || too_long, sink);
 
   DecodedValue out;
   if (searching || too_long) out.flags |= kFlagQuestionable;
@@ -221,8 +165,8 @@ void ContecCodec::OnFrame9(CodecSink& sink) {
   const auto& w = window_;
   const bool finger_out = (w[1] & k9FingerOut) != 0;
   const bool searching = (w[1] & k9Searching) != 0;
-  SetCondition(DeviceCondition::kSensorOff, finger_out, sink);
-  SetCondition(DeviceCondition::kOutOfTrack, searching, sink);
+  conditions_.Set(DeviceCondition::kSensorOff, finger_out, sink);
+  conditions_.Set(DeviceCondition::kOutOfTrack, searching, sink);
 
   DecodedValue out;
   const bool pr_bit7 = (w[1] & k9PulseRateBit7) != 0;

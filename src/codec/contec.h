@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 
+#include "binary_stream.h"
 #include "vitalgate/codec/codec.h"
 
 namespace vg {
@@ -40,35 +41,25 @@ class ContecCodec final : public Codec {
  private:
   enum class Kind : std::uint8_t { kNone, k5, k9 };
   static constexpr std::size_t kMaxFrame = 9;
-  static constexpr std::uint64_t kSkipReportBytes = 512;
 
   // The frame layout a frame starting with `first` would have when out of sync; kNone if none.
   Kind CandidateKind(std::uint8_t first) const;
   // Empty when the window starts with a valid frame of `kind`; else why not (a static string).
   std::string_view CheckFrame(Kind kind) const;
   void Scan(CodecSink& sink);
-  void Skip(CodecSink& sink);
   void OnFrame5(CodecSink& sink);
   void OnFrame9(CodecSink& sink);
   // Counts the frame and emits the values present if emit_every frames have passed.
   void Emit(DecodedValue& out, unsigned pulse_rate, bool pulse_rate_ok, unsigned spo2, bool spo2_ok,
             CodecSink& sink);
-  void SetCondition(DeviceCondition condition, bool active, CodecSink& sink);
 
   const FrameMode mode_;
   const std::uint32_t emit_every_;
-  std::array<std::uint8_t, kMaxFrame> window_{};
-  std::size_t window_len_ = 0;
-  std::uint64_t window_offset_ = 0;  // stream offset of window_[0]
+  FrameWindow window_{"contec", "wrong baud rate or frame layout?"};
   Kind synced_ = Kind::kNone;        // layout of the last frame while in sync
-  bool at_start_ = true;             // no valid frame since creation or Reset()
-  bool skip_reported_ = false;
-  std::uint64_t skipped_ = 0;  // bytes dropped since the last valid frame or report
-  std::uint64_t skip_offset_ = 0;
   std::uint32_t frames_since_emit_;  // saturates at emit_every_
 
-  // Last reported state per DeviceCondition: -1 never reported, 0 ended, 1 active.
-  std::array<std::int8_t, kDeviceConditionCount> conditions_;
+  ConditionReporter conditions_;
 };
 
 }  // namespace vg

@@ -228,9 +228,7 @@ Result<std::unique_ptr<Codec>> MasimoCodec::Make(const nlohmann::json& options) 
 }
 
 MasimoCodec::MasimoCodec(const Settings& settings)
-    : settings_(settings), framer_(settings.max_line) {
-  conditions_.fill(-1);
-}
+    : settings_(settings), framer_(settings.max_line) {}
 
 void MasimoCodec::Reset() {
   framer_.Reset();
@@ -248,18 +246,6 @@ void MasimoCodec::Feed(std::span<const std::uint8_t> bytes, CodecSink& sink) {
         Report(sink, offset, "line longer than max_line, discarded");
         first_line_ = false;
       });
-}
-
-void MasimoCodec::SetCondition(DeviceCondition condition, bool active, CodecSink& sink) {
-  std::int8_t& state = conditions_[static_cast<std::size_t>(condition)];
-  const std::int8_t now = active ? 1 : 0;
-  // Report changes only; an end is reported only for a condition that was reported active.
-  if (state == now || (state == -1 && !active)) {
-    state = now;
-    return;
-  }
-  state = now;
-  sink.OnCondition(condition, active);
 }
 
 void MasimoCodec::DecodeLine(std::string_view line, std::uint64_t offset, CodecSink& sink) {
@@ -350,11 +336,11 @@ void MasimoCodec::DecodeLine(std::string_view line, std::uint64_t offset, CodecS
 
   // Conditions first, so that the engine knows the device state when the values arrive.
   if (exc) {
-    SetCondition(DeviceCondition::kSensorOff, (*exc & kSensorOffBits) != 0, sink);
-    SetCondition(DeviceCondition::kOutOfTrack, (*exc & kOutOfTrackBits) != 0, sink);
-    SetCondition(DeviceCondition::kLowPerfusion, (*exc & kLowPerfusionBits) != 0, sink);
+    conditions_.Set(DeviceCondition::kSensorOff, (*exc & kSensorOffBits) != 0, sink);
+    conditions_.Set(DeviceCondition::kOutOfTrack, (*exc & kOutOfTrackBits) != 0, sink);
+    conditions_.Set(DeviceCondition::kLowPerfusion, (*exc & kLowPerfusionBits) != 0, sink);
   }
-  if (alarm) SetCondition(DeviceCondition::kLowBattery, (*alarm & kAlarmLowBattery) != 0, sink);
+  if (alarm) conditions_.Set(DeviceCondition::kLowBattery, (*alarm & kAlarmLowBattery) != 0, sink);
   if (exc && (*exc & kSensorOffBits) != 0) return;
 
   DecodedValue out;

@@ -15,6 +15,7 @@
 #include <span>
 #include <string_view>
 
+#include "binary_stream.h"
 #include "vitalgate/codec/codec.h"
 #include "vitalgate/codec/line_framer.h"
 
@@ -39,15 +40,13 @@ class MasimoCodec final : public Codec {
 
  private:
   void DecodeLine(std::string_view line, std::uint64_t offset, CodecSink& sink);
-  void SetCondition(DeviceCondition condition, bool active, CodecSink& sink);
 
   Settings settings_;
   LineFramer framer_;
   // The first line after opening the port is usually the tail of a line; it is dropped with a
   // warning rather than counted as an error when it lacks the date and time.
   bool first_line_ = true;
-  // Last reported state per DeviceCondition: -1 never reported, 0 ended, 1 active.
-  std::array<std::int8_t, kDeviceConditionCount> conditions_;
+  ConditionReporter conditions_;
 };
 
 }  // namespace vg

@@ -42,23 +42,6 @@ constexpr std::uint8_t k8BatteryLow = 0x01;       // STATUS2
 constexpr unsigned kMissingHr = 511;
 constexpr unsigned kMissingSpo2 = 127;
 
-std::string HexBytes(std::span<const std::uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  for (std::uint8_t b : bytes) {
-    if (!out.empty()) out += ' ';
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0x0F];
-  }
-  return out;
-}
-
-void Report(CodecSink& sink, std::uint64_t offset, std::string message, std::string detail = {},
-            bool warning = false) {
-  sink.OnDecodeError(
-      DecodeError{offset, "nonin: " + std::move(message), std::move(detail), warning});
-}
-
 }  // namespace
 
 std::span<const OptionSpec> NoninCodec::Options() { return kOptions; }
@@ -73,15 +56,11 @@ Result<std::unique_ptr<Codec>> NoninCodec::Make(const nlohmann::json& options) {
       std::make_unique<NoninCodec>(format == 2 ? Format::k2 : Format::k8));
 }
 
-NoninCodec::NoninCodec(Format format) : format_(format) { conditions_.fill(-1); }
+NoninCodec::NoninCodec(Format format) : format_(format) {}
 
 void NoninCodec::Reset() {
-  window_offset_ += window_len_;  // the dropped bytes still count for stream offsets
-  window_len_ = 0;
+  window_.Reset();
   synced_ = false;
-  at_start_ = true;
-  skip_reported_ = false;
-  skipped_ = 0;
   frame_index_ = 0;
   packet_status_ = 0;
 }
@@ -107,7 +86,7 @@ bool NoninCodec::CanStartFrame(std::uint8_t byte) const {
 
 void NoninCodec::Feed(std::span<const std::uint8_t> bytes, CodecSink& sink) {
   for (const std::uint8_t b : bytes) {
-    window_[window_len_++] = b;
+    window_.Push(b);
     Scan(sink);
   }
 }
@@ -116,59 +95,23 @@ void NoninCodec::Scan(CodecSink& sink) {
   const std::size_t size = frame_size();
   for (;;) {
     // Out of sync, bytes that cannot start a frame are dropped at once.
-    while (!synced_ && window_len_ > 0 && !CanStartFrame(window_[0])) Skip(sink);
-    if (window_len_ < size) return;
+    while (!synced_ && window_.size() > 0 && !CanStartFrame(window_[0])) window_.DropFirst(sink);
+    if (window_.size() < size) return;
     const std::string_view why = CheckFrame();
     if (why.empty()) {
-      if (skipped_ > 0 && !skip_reported_ && !(at_start_ && skipped_ < size)) {
-        Report(sink, skip_offset_,
-               std::to_string(skipped_) + " bytes skipped before a valid frame");
-      }
-      skipped_ = 0;
-      skip_reported_ = false;
+      window_.FrameFound(size, sink);
       synced_ = true;
-      at_start_ = false;
       OnFrame(sink);
-      window_offset_ += size;
-      window_len_ = 0;
+      window_.Consume(size);
       return;
     }
     if (synced_) {
-      Report(sink, window_offset_, std::string(why) + ", resynchronising",
-             HexBytes(std::span(window_.data(), size)));
+      window_.LostSync(why, size, sink);
       synced_ = false;
       frame_index_ = 0;
-      skip_reported_ = true;
     }
-    Skip(sink);
+    window_.DropFirst(sink);
   }
-}
-
-void NoninCodec::Skip(CodecSink& sink) {
-  if (skipped_ == 0) skip_offset_ = window_offset_;
-  ++skipped_;
-  for (std::size_t i = 1; i < window_len_; ++i) window_[i - 1] = window_[i];
-  --window_len_;
-  ++window_offset_;
-  if (skipped_ >= kSkipReportBytes) {
-    Report(sink, skip_offset_,
-           "no valid frame in " + std::to_string(kSkipReportBytes) +
-               " bytes (wrong baud rate or format?)");
-    skipped_ = 0;
-    skip_reported_ = true;
-  }
-}
-
-void NoninCodec::SetCondition(DeviceCondition condition, bool active, CodecSink& sink) {
-  std::int8_t& state = conditions_[static_cast<std::size_t>(condition)];
-  const std::int8_t now = active ? 1 : 0;
-  // Report changes only; an end is reported only for a condition that was reported active.
-  if (state == now || (state == -1 && !active)) {
-    state = now;
-    return;
-  }
-  state = now;
-  sink.OnCondition(condition, active);
 }
 
 void NoninCodec::OnFrame(CodecSink& sink) {
@@ -183,26 +126,27 @@ void NoninCodec::OnFormat2Frame(CodecSink& sink) {
   const std::uint8_t status = window_[1];
   const std::uint8_t value = window_[3];
 
-  SetCondition(DeviceCondition::kSensorOff, (status & (k2Snsd | k2Snsa)) != 0, sink);
-  SetCondition(DeviceCondition::kOutOfTrack, (status & k2Oot) != 0, sink);
+  conditions_.Set(DeviceCondition::kSensorOff, (status & (k2Snsd | k2Snsa)) != 0, sink);
+  conditions_.Set(DeviceCondition::kOutOfTrack, (status & k2Oot) != 0, sink);
   // The perfusion bits are set only for about 160 ms per pulse and are 0 between pulses, so
   // the last indication holds until the next pulse.
   if ((status & k2Perfusion) != 0) {
     perfusion_ = status & k2Perfusion;
-    SetCondition(DeviceCondition::kLowPerfusion, perfusion_ == k2PerfusionRed, sink);
+    conditions_.Set(DeviceCondition::kLowPerfusion, perfusion_ == k2PerfusionRed, sink);
   }
 
   if ((status & k2Sync) != 0) {
     if (frame_index_ != 0 && frame_index_ != kFramesPerPacket) {
       // Whole frames vanished without a damaged one (e.g. a receive overrun).
-      Report(sink, window_offset_, "packet cut short: SYNC frame before frame 25");
+      window_.Report(sink, window_.offset(), "packet cut short: SYNC frame before frame 25");
     }
     frame_index_ = 1;
     packet_status_ = status;
   } else if (frame_index_ == 0) {
     return;  // packet position unknown until the next SYNC frame
   } else if (frame_index_ == kFramesPerPacket) {
-    Report(sink, window_offset_, "no SYNC frame after 25 frames, waiting for the next packet");
+    window_.Report(sink, window_.offset(),
+                   "no SYNC frame after 25 frames, waiting for the next packet");
     frame_index_ = 0;
     return;
   } else {
@@ -221,7 +165,7 @@ void NoninCodec::OnFormat2Frame(CodecSink& sink) {
     if (perfusion_ == k2PerfusionRed) out.AddStatus("low_perfusion");
     if (perfusion_ == k2PerfusionYellow) out.AddStatus("marginal_perfusion");
     if (perfusion_ == k2PerfusionGreen) out.AddStatus("good_perfusion");
-    if (conditions_[static_cast<std::size_t>(DeviceCondition::kLowBattery)] == 1) {
+    if (conditions_.active(DeviceCondition::kLowBattery)) {
       out.AddStatus("low_battery");
     }
     sink.OnValue(out);
@@ -243,7 +187,7 @@ void NoninCodec::OnFormat2Frame(CodecSink& sink) {
     }
     case 8:
       // STAT2: bit 0 = low battery on battery-powered models (reserved on the OEM III).
-      SetCondition(DeviceCondition::kLowBattery, (value & 0x01) != 0, sink);
+      conditions_.Set(DeviceCondition::kLowBattery, (value & 0x01) != 0, sink);
       break;
     default:
       break;
@@ -255,11 +199,11 @@ void NoninCodec::OnFormat8Frame(CodecSink& sink) {
   const std::uint8_t status2 = window_[3];
   const bool sensor_off = (status & k8Snsd) != 0 || (status2 & k8Snsa) != 0;
 
-  SetCondition(DeviceCondition::kSensorOff, sensor_off, sink);
-  SetCondition(DeviceCondition::kOutOfTrack, (status & k8Oot) != 0, sink);
-  SetCondition(DeviceCondition::kLowPerfusion, (status & k8Lprf) != 0, sink);
-  SetCondition(DeviceCondition::kLowBattery, (status2 & (k8BatteryLow | k8BatteryCritical)) != 0,
-               sink);
+  conditions_.Set(DeviceCondition::kSensorOff, sensor_off, sink);
+  conditions_.Set(DeviceCondition::kOutOfTrack, (status & k8Oot) != 0, sink);
+  conditions_.Set(DeviceCondition::kLowPerfusion, (status & k8Lprf) != 0, sink);
+  conditions_.Set(DeviceCondition::kLowBattery, (status2 & (k8BatteryLow | k8BatteryCritical)) != 0,
+                  sink);
   if (sensor_off) return;
 
   DecodedValue out;

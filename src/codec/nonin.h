@@ -16,6 +16,7 @@
 #include <memory>
 #include <span>
 
+#include "binary_stream.h"
 #include "vitalgate/codec/codec.h"
 
 namespace vg {
@@ -34,11 +35,6 @@ class NoninCodec final : public Codec {
   static Result<std::unique_ptr<Codec>> Make(const nlohmann::json& options);
 
  private:
-  static constexpr std::size_t kMaxFrame = 5;
-  // While out of sync, one error per this many skipped bytes (a wrong baud rate or format
-  // produces nothing but garbage, and that must be visible without flooding the log).
-  static constexpr std::uint64_t kSkipReportBytes = 512;
-
   std::size_t frame_size() const { return format_ == Format::k2 ? 5 : 4; }
   // Empty when the window holds a valid frame; else why not (a static string).
   std::string_view CheckFrame() const;
@@ -48,19 +44,10 @@ class NoninCodec final : public Codec {
   bool CanStartFrame(std::uint8_t byte) const;
   // Looks for a frame at the start of the window; processes it or drops bytes that cannot be one.
   void Scan(CodecSink& sink);
-  // Drops the window's first byte as garbage (counted, reported every kSkipReportBytes).
-  void Skip(CodecSink& sink);
-  void SetCondition(DeviceCondition condition, bool active, CodecSink& sink);
 
   const Format format_;
-  std::array<std::uint8_t, kMaxFrame> window_{};
-  std::size_t window_len_ = 0;
-  std::uint64_t window_offset_ = 0;  // stream offset of window_[0]
-  bool synced_ = false;              // the last frame was valid
-  bool at_start_ = true;             // no valid frame since creation or Reset()
-  bool skip_reported_ = false;       // the current run of skipped bytes was already reported
-  std::uint64_t skipped_ = 0;        // bytes dropped since the last valid frame or report
-  std::uint64_t skip_offset_ = 0;    // stream offset of the first of them
+  FrameWindow window_{"nonin", "wrong baud rate or format?"};
+  bool synced_ = false;  // the last frame was valid
 
   // Format 2 packet state.
   std::uint8_t frame_index_ = 0;    // 1-25: position of the last frame; 0: unknown
@@ -68,8 +55,7 @@ class NoninCodec final : public Codec {
   std::uint8_t packet_status_ = 0;  // STATUS bits seen so far in this packet (OR)
   std::uint8_t perfusion_ = 0;      // last non-zero perfusion indication (bits 2..1)
 
-  // Last reported state per DeviceCondition: -1 never reported, 0 ended, 1 active.
-  std::array<std::int8_t, kDeviceConditionCount> conditions_;
+  ConditionReporter conditions_;
 };
 
 }  // namespace vg

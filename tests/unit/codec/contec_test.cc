@@ -203,6 +203,18 @@ TEST(ContecFrameTest, AutoModeFollowsALayoutChangeAfterReset) {
   EXPECT_TRUE(sink.rec.errors.empty());  // less than a frame skipped after each (re)start
 }
 
+TEST(ContecFrameTest, BytesAfterAFrameFoundWhileResynchronisingAreKept) {
+  // A stray 0x01 looks like the start of a 9-byte frame; when that fails, the 5-byte frame
+  // inside it is found and the bytes after it, the start of the next frame, must not be lost.
+  auto r = FeedWhole(*Contec(), Hex("01") + kCms5Normal + kCms5Pr150 + kCms5Normal);
+  ASSERT_EQ(r.values.size(), 6u);
+  ExpectValue(r.values[2], Metric::kPulseRate, 150);
+  ExpectValue(r.values[4], Metric::kPulseRate, 72);
+  EXPECT_TRUE(r.errors.empty()) << r.errors[0].message;  // one byte skipped at start
+  const Recorded b = FeedByteByByte(*Contec(), Hex("01") + kCms5Normal + kCms5Pr150 + kCms5Normal);
+  EXPECT_EQ(Summary(r), Summary(b));
+}
+
 TEST(ContecFrameTest, SplitAcrossReadsGivesTheSameResult) {
   const std::string text5 = Hex("03 48") + kCms5Normal + kCms5NoFinger + Hex("FF 81 82") +
                             kCms5Pr150 + Repeat(kCms5Normal, 70);
