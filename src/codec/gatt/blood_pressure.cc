@@ -38,13 +38,8 @@ GattFrame DecodeBloodPressure(Bytes value, const TimeOptions& time) {
   if (!Need(r, 2, "mean arterial pressure (SFLOAT)", frame)) return frame;
   const std::uint16_t mean = r.U16();
 
-  std::optional<DateTime> stamp;
-  std::size_t stamp_offset = 0;
-  if ((flags & kFlagTimeStamp) != 0) {
-    if (!Need(r, 7, "time stamp (7 bytes)", frame)) return frame;
-    stamp_offset = r.offset();
-    stamp = ParseDateTime(r.Take(7));
-  }
+  TimeStampField stamp;
+  if (!ReadTimeStamp(r, (flags & kFlagTimeStamp) != 0, stamp, frame)) return frame;
   std::optional<std::uint16_t> pulse;
   if ((flags & kFlagPulseRate) != 0) {
     if (!Need(r, 2, "pulse rate (SFLOAT)", frame)) return frame;
@@ -90,7 +85,7 @@ GattFrame DecodeBloodPressure(Bytes value, const TimeOptions& time) {
     }
   }
   if (user) frame.AddStatus(UserIdWord(*user));
-  if (stamp) ApplyDeviceTime(*stamp, 0, stamp_offset, time, frame);
+  if (stamp.value) ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
 
   const bool kpa = (flags & kFlagKpa) != 0;
   const auto add_pressure = [&](Metric metric, std::uint16_t raw) {

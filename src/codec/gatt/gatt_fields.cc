@@ -132,6 +132,14 @@ bool Need(const ByteReader& r, std::size_t size, std::string_view field, GattFra
   return false;
 }
 
+bool ReadTimeStamp(ByteReader& r, bool present, TimeStampField& out, GattFrame& frame) {
+  if (!present) return true;
+  if (!Need(r, 7, "time stamp (7 bytes)", frame)) return false;
+  out.offset = r.offset();
+  out.value = ParseDateTime(r.Take(7));
+  return true;
+}
+
 void CheckReservedFlags(std::uint8_t flags, std::uint8_t reserved_mask, GattFrame& frame) {
   if ((flags & reserved_mask) != 0) {
     frame.Warn(0, "reserved flag bits are set; ignored as the specification requires");

@@ -65,6 +65,12 @@ struct DateTime {
 // REQUIRES: bytes.size() == 7.
 DateTime ParseDateTime(std::span<const std::uint8_t> bytes);
 
+// An optional Date Time field and where it starts in the characteristic value.
+struct TimeStampField {
+  std::optional<DateTime> value;
+  std::size_t offset = 0;
+};
+
 // Everything one characteristic value said.
 struct GattFrame {
   struct Measurement {
@@ -105,6 +111,10 @@ struct GattFrame {
 // Checks that `r` holds the `size` bytes of a field; if not, fails the frame naming the field and
 // the offset where the value ended. `field` is a static description such as "time stamp (7 bytes)".
 bool Need(const ByteReader& r, std::size_t size, std::string_view field, GattFrame& frame);
+
+// Reads the 7-byte time stamp at the reader's position when `present` (its flag bit is set).
+// False when the value ends first; the frame then holds the error.
+bool ReadTimeStamp(ByteReader& r, bool present, TimeStampField& out, GattFrame& frame);
 
 // Warns about flag bits the specification reserves. Bluetooth specifications require receivers to
 // ignore reserved bits, so they never reject a value.

@@ -146,13 +146,8 @@ GattFrame DecodePlxSpotCheck(Bytes value, const TimeOptions& time) {
   f.spo2 = r.U16();
   if (!Need(r, 2, "pulse rate (SFLOAT)", frame)) return frame;
   f.pulse = r.U16();
-  std::optional<DateTime> stamp;
-  std::size_t stamp_offset = 0;
-  if ((flags & kSpotTimeStamp) != 0) {
-    if (!Need(r, 7, "time stamp (7 bytes)", frame)) return frame;
-    stamp_offset = r.offset();
-    stamp = ParseDateTime(r.Take(7));
-  }
+  TimeStampField stamp;
+  if (!ReadTimeStamp(r, (flags & kSpotTimeStamp) != 0, stamp, frame)) return frame;
   if ((flags & kSpotMeasurementStatus) != 0) {
     if (!Need(r, 2, "measurement status (2 bytes)", frame)) return frame;
     f.measurement_offset = r.offset();
@@ -172,8 +167,8 @@ GattFrame DecodePlxSpotCheck(Bytes value, const TimeOptions& time) {
   if ((flags & kSpotClockNotSet) != 0) {
     // The device says its clock was never set: its time stamp is meaningless.
     frame.AddStatus("clock_not_set");
-  } else if (stamp) {
-    ApplyDeviceTime(*stamp, 0, stamp_offset, time, frame);
+  } else if (stamp.value) {
+    ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
   }
   return frame;
 }

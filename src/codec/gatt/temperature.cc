@@ -27,13 +27,8 @@ GattFrame DecodeTemperature(Bytes value, const TimeOptions& time) {
 
   if (!Need(r, 4, "temperature (FLOAT)", frame)) return frame;
   const std::uint32_t raw = r.U32();
-  std::optional<DateTime> stamp;
-  std::size_t stamp_offset = 0;
-  if ((flags & kFlagTimeStamp) != 0) {
-    if (!Need(r, 7, "time stamp (7 bytes)", frame)) return frame;
-    stamp_offset = r.offset();
-    stamp = ParseDateTime(r.Take(7));
-  }
+  TimeStampField stamp;
+  if (!ReadTimeStamp(r, (flags & kFlagTimeStamp) != 0, stamp, frame)) return frame;
   std::optional<std::uint8_t> type;
   if ((flags & kFlagTemperatureType) != 0) {
     if (!Need(r, 1, "temperature type (1 byte)", frame)) return frame;
@@ -42,7 +37,7 @@ GattFrame DecodeTemperature(Bytes value, const TimeOptions& time) {
   CheckTrailing(r, frame);
 
   if (type && *type >= 1 && *type <= std::size(kSiteWords)) frame.AddStatus(kSiteWords[*type - 1]);
-  if (stamp) ApplyDeviceTime(*stamp, 0, stamp_offset, time, frame);
+  if (stamp.value) ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
 
   const auto f = ParseFloat(raw);
   if (!f) return frame;  // NaN, NRes, ±INF: no reading

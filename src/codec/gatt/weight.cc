@@ -27,13 +27,8 @@ GattFrame DecodeWeight(Bytes value, const TimeOptions& time) {
 
   if (!Need(r, 2, "weight (2 bytes)", frame)) return frame;
   const std::uint16_t raw = r.U16();
-  std::optional<DateTime> stamp;
-  std::size_t stamp_offset = 0;
-  if ((flags & kFlagTimeStamp) != 0) {
-    if (!Need(r, 7, "time stamp (7 bytes)", frame)) return frame;
-    stamp_offset = r.offset();
-    stamp = ParseDateTime(r.Take(7));
-  }
+  TimeStampField stamp;
+  if (!ReadTimeStamp(r, (flags & kFlagTimeStamp) != 0, stamp, frame)) return frame;
   std::optional<std::uint8_t> user;
   if ((flags & kFlagUserId) != 0) {
     if (!Need(r, 1, "user id (1 byte)", frame)) return frame;
@@ -49,7 +44,7 @@ GattFrame DecodeWeight(Bytes value, const TimeOptions& time) {
   CheckTrailing(r, frame);
 
   if (user) frame.AddStatus(UserIdWord(*user));
-  if (stamp) ApplyDeviceTime(*stamp, 0, stamp_offset, time, frame);
+  if (stamp.value) ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
   if (raw == kUnsuccessful) return frame;
   if ((flags & kFlagImperial) != 0) {
     frame.Add(Metric::kWeight,
