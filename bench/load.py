@@ -29,9 +29,7 @@ import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time

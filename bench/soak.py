@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 os.environ.setdefault("VITALGATE_SOURCE", str(ROOT))
 
-from conftest import Broker, Feed, Subscriber, free_port, wait_until  # noqa: E402
+from conftest import Broker, Subscriber, free_port, wait_until  # noqa: E402
 from test_serial import FakeSerialDevice, nonin_packet, masimo_line  # noqa: E402
 
 GARBAGE_BRIDGE = r'''

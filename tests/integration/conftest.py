@@ -3,13 +3,11 @@ loopback, the real vitalgate binary, and an MQTT subscriber. Every wait is bound
 
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -127,9 +125,29 @@ class Subscriber:
         # Subscribe on every (re)connection: a clean session forgets subscriptions.
         self.client.on_connect = lambda c, u, f, rc: [c.subscribe(t, qos=1) for t in self.topics]
         self.client.connect("localhost", port, keepalive=30)
-        self.client.loop_start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
         if not self.subscribed.wait(10):
             raise AssertionError("subscriber: no SUBACK")
+
+    def _loop(self):
+        # Own network loop instead of loop_start(): paho 1.6 lets an SSL EOF raised while
+        # writing escape from loop_forever(), which silently ends its thread when the broker
+        # restarts. Here every failure leads to a reconnect attempt.
+        while not self._stop.is_set():
+            try:
+                rc = self.client.loop(timeout=0.2)
+                if rc == mqtt.MQTT_ERR_SUCCESS:
+                    continue
+            except (OSError, ValueError):
+                pass
+            if self._stop.wait(0.2):
+                return
+            try:
+                self.client.reconnect()
+            except (OSError, ValueError):
+                pass
 
     def _on_message(self, _client, _userdata, msg):
         with self.lock:
@@ -154,7 +172,8 @@ class Subscriber:
         info.wait_for_publish(5)
 
     def close(self):
-        self.client.loop_stop()
+        self._stop.set()
+        self._thread.join(5)
         self.client.disconnect()
 
 
@@ -265,6 +284,14 @@ def base_config(workdir, broker_port, certs, devices, patients=("p-001",), rules
     for k, v in extra.items():
         cfg[k] = v
     return cfg
+
+
+@pytest.fixture
+def feed(tmp_path):
+    """A FIFO-backed feed for an exec device (see Feed)."""
+    f = Feed(tmp_path / "feed.fifo")
+    yield f
+    f.close()
 
 
 @pytest.fixture

@@ -401,10 +401,12 @@ def main():
     bus_address, device_address = sys.argv[1], sys.argv[2]
     DBusGMainLoop(set_as_default=True)
     bus = dbus.bus.BusConnection(bus_address)
-    fake = FakeBluez(bus, device_address)
-    name = dbus.service.BusName("org.bluez", bus, do_not_queue=True)  # noqa: F841 (kept alive)
+    # Both objects must stay referenced while the loop runs: the exported objects and the name.
+    service = (FakeBluez(bus, device_address),
+               dbus.service.BusName("org.bluez", bus, do_not_queue=True))
     print("READY", flush=True)
     GLib.MainLoop().run()
+    del service
 
 
 if __name__ == "__main__":

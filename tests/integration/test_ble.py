@@ -6,7 +6,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import stat
 import subprocess
 import sys

@@ -12,20 +12,13 @@ import urllib.request
 
 import pytest
 
-from conftest import (Feed, Pacer, Relay, Subscriber, base_config, free_port, outbox_ids,
+from conftest import (Pacer, Relay, Subscriber, base_config, free_port, outbox_ids,
                       seq_of, wait_until)
 
 PATIENTS = ("p-001", "p-002", "p-003")
 QUIET = {"thresholds": {"heart_rate": None}, "news2": {"enabled": False},
          "trends": {"heart_rate_rising": None},
          "technical": {"no_data_s": 3600, "disconnect_alarm_s": 3600}}
-
-
-@pytest.fixture
-def feed(tmp_path):
-    f = Feed(tmp_path / "feed.fifo")
-    yield f
-    f.close()
 
 
 def device(feed):

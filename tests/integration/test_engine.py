@@ -7,22 +7,13 @@ import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from conftest import BINARY, Feed, base_config, wait_until
+from conftest import BINARY, base_config, wait_until
 
 T0 = datetime(2026, 11, 22, 5, 0, 0, tzinfo=timezone.utc)
 
 
 def ts(seconds):
     return (T0 + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@pytest.fixture
-def feed(tmp_path):
-    f = Feed(tmp_path / "feed.fifo")
-    yield f
-    f.close()
 
 
 def device(feed):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import BINARY, Broker, Feed, Subscriber, base_config, free_port, wait_until
+from conftest import BINARY, Broker, Subscriber, base_config, free_port, wait_until
 
 
 # --- certificates made here, independently of scripts/gen-certs.sh --------------------------
@@ -82,13 +82,6 @@ def pki(tmp_path_factory):
 def gateway_cfg(tmp_path, port, pki, devices=(), **extra):
     cfg = base_config(tmp_path, port, pki, list(devices), **extra)
     return cfg
-
-
-@pytest.fixture
-def feed(tmp_path):
-    f = Feed(tmp_path / "feed.fifo")
-    yield f
-    f.close()
 
 
 def exec_device(feed):

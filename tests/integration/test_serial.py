@@ -2,15 +2,12 @@
 (a simulated Nonin oximeter streaming at its real baud rate with noise, a Masimo monitor, a
 garbage-flooding port), a TCP server stands in for a serial-over-IP converter."""
 
-import json
 import os
 import random
 import socket
 import threading
 import time
 import urllib.request
-
-import pytest
 
 from conftest import Subscriber, base_config, free_port, wait_until
 

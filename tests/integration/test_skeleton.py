@@ -6,9 +6,7 @@ import signal
 import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from conftest import Feed, Subscriber, base_config, wait_until
+from conftest import Subscriber, base_config, wait_until
 
 T0 = datetime(2026, 11, 22, 5, 0, 0, tzinfo=timezone.utc)
 
@@ -31,13 +29,6 @@ SPO2_ONLY = {
     "trends": {"spo2_falling": None, "heart_rate_rising": None, "temperature_rising": None},
     "news2": {"enabled": False},
 }
-
-
-@pytest.fixture
-def feed(tmp_path):
-    f = Feed(tmp_path / "feed.fifo")
-    yield f
-    f.close()
 
 
 def test_every_reading_arrives_once_with_a_stable_id_in_order(broker, subscribe, gateway_factory,
