@@ -13,17 +13,6 @@ std::string HexBytes(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
-void ConditionReporter::Set(DeviceCondition condition, bool active, CodecSink& sink) {
-  std::int8_t& state = state_[static_cast<std::size_t>(condition)];
-  const std::int8_t now = active ? 1 : 0;
-  if (state == now || (state == -1 && !active)) {
-    state = now;
-    return;
-  }
-  state = now;
-  sink.OnCondition(condition, active);
-}
-
 void FrameWindow::Report(CodecSink& sink, std::uint64_t offset, std::string message,
                          std::string detail, bool warning) const {
   sink.OnDecodeError(DecodeError{offset, std::string(codec_) + ": " + std::move(message),
@@ -45,19 +34,11 @@ void FrameWindow::DropFirst(CodecSink& sink) {
   }
 }
 
-void FrameWindow::FrameFound(std::size_t tolerated, CodecSink& sink) {
-  if (skipped_ > 0 && !skip_reported_ && !(at_start_ && skipped_ < tolerated)) {
+void FrameWindow::EndSkipRun(std::size_t tolerated, CodecSink& sink) {
+  if (!skip_reported_ && !(at_start_ && skipped_ < tolerated)) {
     Report(sink, skip_offset_, std::to_string(skipped_) + " bytes skipped before a valid frame");
   }
   skipped_ = 0;
-  skip_reported_ = false;
-  at_start_ = false;
-}
-
-void FrameWindow::Consume(std::size_t n) {
-  for (std::size_t i = n; i < size_; ++i) bytes_[i - n] = bytes_[i];
-  size_ -= n;
-  offset_ += n;
 }
 
 void FrameWindow::LostSync(std::string_view why, std::size_t size, CodecSink& sink) {

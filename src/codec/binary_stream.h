@@ -26,7 +26,17 @@ std::string HexBytes(std::span<const std::uint8_t> bytes);
 class ConditionReporter {
  public:
   ConditionReporter() { state_.fill(-1); }
-  void Set(DeviceCondition condition, bool active, CodecSink& sink);
+  // Called for every frame, so the unchanged case stays inline.
+  void Set(DeviceCondition condition, bool active, CodecSink& sink) {
+    std::int8_t& state = state_[static_cast<std::size_t>(condition)];
+    const std::int8_t now = active ? 1 : 0;
+    if (state == now || (state == -1 && !active)) {
+      state = now;
+      return;
+    }
+    state = now;
+    sink.OnCondition(condition, active);
+  }
   // True while the condition was last reported active.
   bool active(DeviceCondition condition) const {
     return state_[static_cast<std::size_t>(condition)] == 1;
@@ -58,9 +68,17 @@ class FrameWindow {
   void DropFirst(CodecSink& sink);
   // The window starts with a valid frame: reports the garbage dropped before it, unless it is
   // fewer than `tolerated` bytes at the very start (opening a port mid-frame is not an error).
-  void FrameFound(std::size_t tolerated, CodecSink& sink);
+  void FrameFound(std::size_t tolerated, CodecSink& sink) {
+    if (skipped_ > 0) EndSkipRun(tolerated, sink);
+    skip_reported_ = false;
+    at_start_ = false;
+  }
   // The first `n` bytes (a processed frame) leave the window; the rest stays for the next frame.
-  void Consume(std::size_t n);
+  void Consume(std::size_t n) {
+    for (std::size_t i = n; i < size_; ++i) bytes_[i - n] = bytes_[i];
+    size_ -= n;
+    offset_ += n;
+  }
   // A frame failed its check (`why`) while in sync: reported once with its `size` bytes; the
   // bytes dropped while resynchronising are covered by this report.
   void LostSync(std::string_view why, std::size_t size, CodecSink& sink);
@@ -71,6 +89,8 @@ class FrameWindow {
               bool warning = false) const;
 
  private:
+  void EndSkipRun(std::size_t tolerated, CodecSink& sink);
+
   const std::string_view codec_;
   const std::string_view hint_;
   std::array<std::uint8_t, kCapacity> bytes_{};
