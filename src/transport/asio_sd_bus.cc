@@ -102,41 +102,31 @@ void AsioSdBus::Process() {
   Kick();
 }
 
+void AsioSdBus::WaitForSocket(boost::asio::posix::stream_descriptor::wait_type what, bool& waiting) {
+  if (waiting) return;
+  waiting = true;
+  std::weak_ptr<bool> alive = alive_;
+  socket_.async_wait(what, [this, alive, &waiting](const boost::system::error_code& ec) {
+    if (alive.expired()) return;
+    waiting = false;
+    if (ec == boost::asio::error::operation_aborted) return;
+    if (ec) {
+      Broken("D-Bus socket: " + ec.message());
+      return;
+    }
+    Process();
+  });
+}
+
 void AsioSdBus::Watch() {
   const int events = sd_bus_get_events(bus_);
   if (events < 0) {
     Broken(std::string("D-Bus connection lost: ") + std::strerror(-events));
     return;
   }
-  std::weak_ptr<bool> alive = alive_;
-  if ((events & POLLIN) != 0 && !read_waiting_) {
-    read_waiting_ = true;
-    socket_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [this, alive](const boost::system::error_code& ec) {
-                         if (alive.expired()) return;
-                         read_waiting_ = false;
-                         if (ec == boost::asio::error::operation_aborted) return;
-                         if (ec) {
-                           Broken("D-Bus socket: " + ec.message());
-                           return;
-                         }
-                         Process();
-                       });
-  }
-  if ((events & POLLOUT) != 0 && !write_waiting_) {
-    write_waiting_ = true;
-    socket_.async_wait(boost::asio::posix::stream_descriptor::wait_write,
-                       [this, alive](const boost::system::error_code& ec) {
-                         if (alive.expired()) return;
-                         write_waiting_ = false;
-                         if (ec == boost::asio::error::operation_aborted) return;
-                         if (ec) {
-                           Broken("D-Bus socket: " + ec.message());
-                           return;
-                         }
-                         Process();
-                       });
-  }
+  using Wait = boost::asio::posix::stream_descriptor;
+  if ((events & POLLIN) != 0) WaitForSocket(Wait::wait_read, read_waiting_);
+  if ((events & POLLOUT) != 0) WaitForSocket(Wait::wait_write, write_waiting_);
   std::uint64_t until_us = UINT64_MAX;
   if (sd_bus_get_timeout(bus_, &until_us) < 0) until_us = UINT64_MAX;
   if (until_us == UINT64_MAX) {
@@ -153,6 +143,7 @@ void AsioSdBus::Watch() {
   timer_.expires_at(std::chrono::steady_clock::time_point(
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
           std::chrono::microseconds(until_us))));
+  std::weak_ptr<bool> alive = alive_;
   timer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (alive.expired() || ec) return;
     timer_waiting_ = false;

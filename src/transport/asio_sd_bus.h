@@ -68,6 +68,8 @@ class AsioSdBus {
   AsioSdBus(boost::asio::io_context& io, sd_bus* bus, int fd, BrokenHandler on_broken);
   void Process();
   void Watch();
+  // One wait on the bus socket for `what`, unless one is pending (`waiting`, a member).
+  void WaitForSocket(boost::asio::posix::stream_descriptor::wait_type what, bool& waiting);
   void Broken(std::string why);
 
   boost::asio::io_context& io_;

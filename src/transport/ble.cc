@@ -299,6 +299,12 @@ void BleTransport::Attempt() {
   }
 }
 
+template <void (BleTransport::*Handler)(sd_bus_message*)>
+int BleTransport::SignalThunk(sd_bus_message* m, void* userdata, sd_bus_error*) {
+  (static_cast<BleTransport*>(userdata)->*Handler)(m);
+  return 0;
+}
+
 void BleTransport::OpenBus() {
   phase_ = Phase::kOpening;
   std::weak_ptr<bool> alive = alive_;
@@ -326,8 +332,9 @@ void BleTransport::OpenBus() {
       "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
       "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
   };
-  sd_bus_message_handler_t handlers[] = {&OnPropertiesChangedThunk, &OnInterfacesAddedThunk,
-                                         &OnInterfacesRemovedThunk, &OnNameOwnerChangedThunk};
+  sd_bus_message_handler_t handlers[] = {
+      &SignalThunk<&BleTransport::OnPropertiesChanged>, &SignalThunk<&BleTransport::OnInterfacesAdded>,
+      &SignalThunk<&BleTransport::OnInterfacesRemoved>, &SignalThunk<&BleTransport::OnNameOwnerChanged>};
   matches_pending_ = 0;
   for (std::size_t i = 0; i < std::size(rules); ++i) {
     sd_bus_slot* slot = nullptr;
@@ -861,23 +868,6 @@ void BleTransport::PersistState() {
 bool BleTransport::FromBluez(sd_bus_message* m) const {
   const char* sender = sd_bus_message_get_sender(m);
   return sender != nullptr && !bluez_owner_.empty() && bluez_owner_ == sender;
-}
-
-int BleTransport::OnPropertiesChangedThunk(sd_bus_message* m, void* userdata, sd_bus_error*) {
-  static_cast<BleTransport*>(userdata)->OnPropertiesChanged(m);
-  return 0;
-}
-int BleTransport::OnInterfacesAddedThunk(sd_bus_message* m, void* userdata, sd_bus_error*) {
-  static_cast<BleTransport*>(userdata)->OnInterfacesAdded(m);
-  return 0;
-}
-int BleTransport::OnInterfacesRemovedThunk(sd_bus_message* m, void* userdata, sd_bus_error*) {
-  static_cast<BleTransport*>(userdata)->OnInterfacesRemoved(m);
-  return 0;
-}
-int BleTransport::OnNameOwnerChangedThunk(sd_bus_message* m, void* userdata, sd_bus_error*) {
-  static_cast<BleTransport*>(userdata)->OnNameOwnerChanged(m);
-  return 0;
 }
 
 void BleTransport::OnPropertiesChanged(sd_bus_message* m) {

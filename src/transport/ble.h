@@ -107,10 +107,9 @@ class BleTransport final : public Transport {
   // sd-bus callbacks (C linkage-compatible trampolines); userdata is `this` or a Call.
   static int OnReplyThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
   static int OnMatchInstalledThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
-  static int OnPropertiesChangedThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
-  static int OnInterfacesAddedThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
-  static int OnInterfacesRemovedThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
-  static int OnNameOwnerChangedThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
+  // A signal handler `Handler` of the transport in `userdata`.
+  template <void (BleTransport::*Handler)(sd_bus_message*)>
+  static int SignalThunk(sd_bus_message* m, void* userdata, sd_bus_error* error);
 
   void Attempt();
   void OpenBus();
