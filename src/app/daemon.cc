@@ -276,8 +276,7 @@ class Pipeline {
           static_cast<DeviceIndex>(i), d.config.id, d.patient, std::move(*codec), port, patients_,
           *stats_.devices[i], clock_));
       TransportContext ctx{&io_, &clock_, d.config.id, inputs_.back().get(), state_dir, {}};
-      const CodecDescriptor* codec_desc = FindCodec(d.codec_options["type"].get<std::string>());
-      ctx.characteristics.assign(codec_desc->characteristics.begin(), codec_desc->characteristics.end());
+      ctx.characteristics.assign(d.codec->characteristics.begin(), d.codec->characteristics.end());
       auto transport = d.transport->make(ctx, d.transport_options);
       if (!transport.ok()) {
         spdlog::critical("device {}: transport: {}", d.config.id, transport.status().message());

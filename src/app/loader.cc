@@ -66,12 +66,15 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
     if (setup.transport->name == "simulator" && codec_name != "jsonl") {
       return InvalidArgument(path + ": " + where + ".codec: the simulator speaks jsonl only");
     }
-    const bool message_codec = !FindCodec(codec_name)->characteristics.empty();
-    if (setup.transport->name == "ble" && !message_codec) {
-      return InvalidArgument(path + ": " + where + ".codec: the ble transport needs a codec that "
-                             "decodes GATT characteristics (gatt), not \"" + codec_name + "\"");
+    setup.codec = FindCodec(codec_name);
+    const bool message_codec = !setup.codec->characteristics.empty();
+    if (setup.transport->delivers == TransportDelivers::kCharacteristics && !message_codec) {
+      return InvalidArgument(path + ": " + where + ".codec: the " +
+                             std::string(setup.transport->name) +
+                             " transport needs a codec that decodes GATT characteristics (gatt), "
+                             "not \"" + codec_name + "\"");
     }
-    if (setup.transport->name != "ble" && setup.transport->name != "plugin" && message_codec) {
+    if (setup.transport->delivers == TransportDelivers::kBytes && message_codec) {
       return InvalidArgument(path + ": " + where + ".codec: \"" + codec_name +
                              "\" decodes BLE characteristics; this transport delivers a byte stream");
     }

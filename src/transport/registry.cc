@@ -13,17 +13,17 @@ namespace {
 
 const TransportDescriptor kTransports[] = {
     {"exec", "a child process's standard output", ExecTransport::Specs(), "jsonl",
-     &ExecTransport::Make, &ExecTransport::Check},
+     TransportDelivers::kBytes, &ExecTransport::Make, &ExecTransport::Check},
     {"simulator", "simulated patient monitor (jsonl)", SimulatorTransport::Specs(), "jsonl",
-     &SimulatorTransport::Make, nullptr},
+     TransportDelivers::kBytes, &SimulatorTransport::Make, nullptr},
     {"ble", "a Bluetooth LE health device through BlueZ (D-Bus)", BleTransport::Specs(), "gatt",
-     &BleTransport::Make, &BleTransport::Check},
+     TransportDelivers::kCharacteristics, &BleTransport::Make, &BleTransport::Check},
     {"plugin", "a transport from a shared library (include/vitalgate/plugin.h)",
-     PluginTransport::Specs(), "", &PluginTransport::Make, &PluginTransport::Check},
-    {"serial", "an RS-232 or USB-serial port", SerialTransport::Specs(), "", &SerialTransport::Make,
-     &SerialTransport::Check},
+     PluginTransport::Specs(), "", TransportDelivers::kEither, &PluginTransport::Make, &PluginTransport::Check},
+    {"serial", "an RS-232 or USB-serial port", SerialTransport::Specs(), "", TransportDelivers::kBytes,
+     &SerialTransport::Make, &SerialTransport::Check},
     {"tcp", "a TCP client to a serial-over-IP converter", TcpTransport::Specs(), "",
-     &TcpTransport::Make, &TcpTransport::Check},
+     TransportDelivers::kBytes, &TcpTransport::Make, &TcpTransport::Check},
 };
 
 }  // namespace

@@ -69,6 +69,24 @@ def test_check_errors_are_one_line_naming_file_and_key(tmp_path):
     assert rc == 2 and "missing.json" in err and "cannot open" in err
 
 
+def test_check_refuses_a_codec_that_cannot_read_what_the_transport_delivers(tmp_path):
+    ble = {"id": "hrm", "patient": "p-1",
+           "transport": {"type": "ble", "address": "C0:FF:EE:00:00:01"}, "codec": {"type": "jsonl"}}
+    rc, out, err = run("check", "--config", write_config(tmp_path, minimal(tmp_path, devices=[ble])))
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert 'devices[0].codec: the ble transport needs a codec that decodes GATT characteristics' in err
+
+    tcp = {"id": "conv", "patient": "p-1", "transport": {"type": "tcp", "host": "127.0.0.1",
+                                                         "port": 4001}, "codec": {"type": "gatt"}}
+    rc, out, err = run("check", "--config", write_config(tmp_path, minimal(tmp_path, devices=[tcp])))
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert 'devices[0].codec: "gatt" decodes BLE characteristics; this transport delivers a byte stream' in err
+
+    del ble["codec"]
+    rc, out, err = run("check", "--config", write_config(tmp_path, minimal(tmp_path, devices=[ble])))
+    assert rc == 0, err  # the ble transport's default codec is gatt
+
+
 def test_check_refuses_world_readable_key(tmp_path):
     for name in ("ca.crt", "c.crt", "c.key"):
         (tmp_path / name).write_text("x")

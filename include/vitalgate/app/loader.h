@@ -22,6 +22,7 @@ struct DeviceSetup {
   const TransportDescriptor* transport = nullptr;
   nlohmann::json transport_options;  // validated, defaults filled in
   nlohmann::json codec_options;      // validated {"type": ..., ...}
+  const CodecDescriptor* codec = nullptr;  // the codec codec_options names
   PatientIndex patient = 0;
 };
 

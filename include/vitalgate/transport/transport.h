@@ -59,11 +59,19 @@ struct TransportContext {
   std::vector<std::uint16_t> characteristics;
 };
 
+// What a transport hands its sink, so the loader can pair it only with codecs that decode it.
+enum class TransportDelivers {
+  kBytes,            // OnBytes: a byte stream for a stream codec (jsonl, nonin, ...)
+  kCharacteristics,  // OnCharacteristic: GATT values for a message codec (gatt)
+  kEither,           // decided at run time (plugins)
+};
+
 struct TransportDescriptor {
   std::string_view name;
   std::string_view summary;
   std::span<const OptionSpec> options;
   std::string_view default_codec;  // empty: the device must name one
+  TransportDelivers delivers;
   // REQUIRES: options were validated against `options`.
   Result<std::unique_ptr<Transport>> (*make)(const TransportContext& ctx,
                                              const nlohmann::json& options);
