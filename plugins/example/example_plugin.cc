@@ -188,6 +188,7 @@ void Stop(void* p) {
   const std::uint64_t one = 1;
   (void)!::write(inst->wake_fd, &one, sizeof one);
   if (inst->worker.joinable()) inst->worker.join();
+  inst->Log(VITALGATE_LOG_INFO, "stopped, worker thread joined");
 }
 
 void Destroy(void* p) {

@@ -269,7 +269,7 @@ class Control(dbus.service.Object):
 
 class FakeBluez:
     LAYOUT = [  # (service handle, service uuid, [(char handle, uuid, flags)])
-        (0x000a, 0x180D, [(0x000b, 0x2A37, ["notify"]), (0x000e, 0x2A38, ["read"])]),
+        (0x000a, 0x180D, [(0x000b, 0x2A37, ["notify"]), (0x000e, 0x2A38, ["read", "notify"])]),
         (0x0010, 0x1810, [(0x0011, 0x2A35, ["indicate"])]),
         (0x0020, 0x1808, [(0x0021, 0x2A18, ["notify"]), (0x0024, 0x2A52, ["write", "indicate"])]),
         (0x0030, 0x180F, [(0x0031, 0x2A19, ["read", "notify"])]),

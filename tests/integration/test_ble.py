@@ -176,6 +176,14 @@ def of_metric(sub, metric):
     return [r for r in sub.readings() if r["metric"] == metric]
 
 
+def delivered_after(bluez, sub, value=123):
+    """Waits until a heart rate notification sent now reaches the subscriber. A device's
+    readings arrive in order, so whatever the gateway produced before it has arrived too."""
+    assert bluez.notify("2A37", "00 %02X" % value)
+    wait_until(lambda: value in [r["value"] for r in of_metric(sub, "heart_rate")], 20,
+               what="the marker reading")
+
+
 def test_notifications_indications_and_battery_reads_become_readings(
         broker, subscribe, gateway_factory, certs, tmp_path, bluez):
     sub = subscribe()
@@ -195,8 +203,8 @@ def test_notifications_indications_and_battery_reads_become_readings(
     assert [r["value"] for r in of_metric(sub, "pulse_rate")] == [72]
     assert of_metric(sub, "battery")[0]["value"] == 90
     counters = bluez.stats()["counters"]
-    # Battery is read (at connect and every battery_poll_s), never subscribed; the body sensor
-    # location (2A38) is no characteristic the gatt codec decodes.
+    # Battery is read, never subscribed; the body sensor location (2A38) notifies too, but it is
+    # no characteristic the gatt codec decodes, so the gateway leaves it alone.
     assert counters.get("read_2A19", 0) >= 1
     assert "start_notify_2A19" not in counters and "start_notify_2A38" not in counters
     assert counters["connect_calls"] == 1
@@ -258,7 +266,7 @@ def test_glucose_records_are_fetched_once_across_reconnects_and_restarts(
     wait_until(lambda: len(of_metric(sub, "glucose")) >= 5, 20, what="two new glucose records")
     assert bluez.stats()["racp_requests"][2] == "0103010400"
     wait_until(lambda: "glucose: 2 stored records received" in gw2.logs(), 10, what="RACP response")
-    time.sleep(1.0)  # a duplicate would arrive now
+    delivered_after(bluez, sub)  # a duplicate would have arrived before this
     glucose = of_metric(sub, "glucose")
     assert [r["value"] for r in glucose] == [91, 92, 93, 94, 95]
     assert [r["ts"] for r in glucose] == [f"2024-03-15T08:0{s}:00.000Z" for s in range(1, 6)]
@@ -280,7 +288,7 @@ def test_records_a_meter_repeats_despite_the_filter_are_not_forwarded_twice(
     wait_until(lambda: "1 stored records received (3 already seen, skipped)" in gw.logs(), 20,
                what="the repeated records skipped")
     assert bluez.stats()["racp_requests"] == ["0101", "0103010400"]
-    time.sleep(0.5)
+    delivered_after(bluez, sub)
     assert [r["value"] for r in of_metric(sub, "glucose")] == [91, 92, 93, 94]
     assert gw.stop() == 0
 
@@ -352,9 +360,11 @@ def test_setup_that_stalls_or_is_refused_is_retried_with_its_reason(
         rules=TECHNICAL_ONLY)).start()
     wait_until(lambda: "services were not resolved within 300 ms" in gw.logs(), 10,
                what="resolution deadline")
-    # Still connected: the next attempt finds the device connected and waits again.
-    bluez.ctl.DisconnectDevice()
+    # Still connected: the next attempt finds the device connected and waits again. Resolution
+    # is switched on before the disconnect, so the reconnect that follows resolves for sure.
+    assert bluez.stats()["counters"]["connect_calls"] == 1
     bluez.ctl.SetResolveServices(True)
+    bluez.ctl.DisconnectDevice()
     wait_until(lambda: "notifications could not be enabled on any characteristic "
                "(org.bluez.Error.NotPermitted: Operation is not permitted); is the device paired?"
                in gw.logs(), 10, what="StartNotify refused")
@@ -423,10 +433,11 @@ def test_signals_from_anyone_but_bluez_are_ignored(broker, subscribe, gateway_fa
             msg.set_destination(destination)
         bluez.conn.send_message(msg)
     bluez.conn.flush()
-    time.sleep(0.5)
-    assert bluez.notify("2A37", "00 3C")  # the real one: 60 /min
-    wait_until(lambda: of_metric(sub, "heart_rate"), 20, what="the genuine reading")
-    time.sleep(0.5)
+    # The genuine one (60 /min) is asked for on the same connection after the forged ones were
+    # flushed, so the gateway receives it after them; one device's readings arrive in order.
+    assert bluez.notify("2A37", "00 3C")
+    wait_until(lambda: 60 in [r["value"] for r in of_metric(sub, "heart_rate")], 20,
+               what="the genuine reading")
     assert [r["value"] for r in of_metric(sub, "heart_rate")] == [60]
     assert gw.stop() == 0
 

@@ -79,8 +79,8 @@ def test_example_plugin_readings_and_link_reach_the_broker(broker, subscribe, ga
     wait_until(lambda: disconnected() == ["active", "cleared"], 20, what="alert cleared")
     wait_until(lambda: 80 in [r["value"] for r in sub.readings()], 20, what="readings after up")
     assert gw.stop() == 0
-    # stop() joined the plugin's thread: the gateway exits cleanly with it loaded.
-    assert "plugin example" in gw.logs()
+    # The gateway stopped the plugin (which joined its thread) before exiting cleanly.
+    assert "plugin example: stopped, worker thread joined" in gw.logs()
 
 
 def test_missing_file_is_refused_naming_the_key(tmp_path):
@@ -117,6 +117,7 @@ def test_run_refuses_a_bad_plugin_before_starting(broker, certs, gateway_factory
     gw.start(wait_running=False)
     assert gw.proc.wait(20) == 2
     assert "plugin ABI version 99" in gw.logs()
+    assert "running: gateway" not in gw.logs()
 
 
 def test_plugin_that_refuses_its_config_stops_the_start(broker, certs, gateway_factory, tmp_path):

@@ -123,6 +123,7 @@ TEST(ContecFrame5Test, GarbageAndTruncatedFramesResynchronise) {
   const std::string text = kCms5Normal + Hex("85 40 03") + kCms5Pr150 + Hex("FF FF") + kCms5Normal;
   auto r = FeedWhole(*Contec(), text);
   ASSERT_EQ(r.values.size(), 6u);
+  ExpectValue(r.values[0], Metric::kPulseRate, 72);
   ExpectValue(r.values[2], Metric::kPulseRate, 150);
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_EQ(r.errors[0].offset, 5u);
@@ -208,6 +209,7 @@ TEST(ContecFrameTest, BytesAfterAFrameFoundWhileResynchronisingAreKept) {
   // inside it is found and the bytes after it, the start of the next frame, must not be lost.
   auto r = FeedWhole(*Contec(), Hex("01") + kCms5Normal + kCms5Pr150 + kCms5Normal);
   ASSERT_EQ(r.values.size(), 6u);
+  ExpectValue(r.values[0], Metric::kPulseRate, 72);
   ExpectValue(r.values[2], Metric::kPulseRate, 150);
   ExpectValue(r.values[4], Metric::kPulseRate, 72);
   EXPECT_TRUE(r.errors.empty()) << r.errors[0].message;  // one byte skipped at start
