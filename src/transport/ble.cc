@@ -827,10 +827,16 @@ void BleTransport::OnGlucoseRecord(std::span<const std::uint8_t> value) {
     }
     ++racp_records_;
   }
+  // Nothing else feeds the ingress ring between this check and the push (one I/O thread), and
+  // an unsaturated ring has room for more than one item: only a saturated one may drop it.
+  const bool may_be_dropped = ctx_.sink->Saturated();
+  if (may_be_dropped && !glucose_position_held_ && seq) {
+    spdlog::warn("device {}: glucose: pipeline full; records from sequence number {} are "
+                 "fetched again at the next connection",
+                 ctx_.device_id, *seq);
+  }
   ctx_.sink->OnCharacteristic(ble::kUuidGlucoseMeasurement, value);
-  const auto& last = state_.glucose_last_sequence;
-  if (seq && (!last || *seq > *last)) {
-    state_.glucose_last_sequence = *seq;
+  if (ble::AdvanceGlucosePosition(state_, seq, may_be_dropped, glucose_position_held_)) {
     MarkStateDirty();
   }
 }
@@ -1000,6 +1006,7 @@ void BleTransport::EndAttempt() {
   battery_pending_ = false;
   racp_index_.reset();
   racp_active_ = false;
+  glucose_position_held_ = false;  // the next connection asks again from the saved position
   connect_sent_ = false;
   PersistState();
 }

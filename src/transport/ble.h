@@ -194,6 +194,8 @@ class BleTransport final : public Transport {
   std::uint32_t racp_records_ = 0;
   std::uint32_t racp_skipped_ = 0;
   std::optional<std::uint16_t> racp_seen_up_to_;  // records up to here are skipped
+  // A glucose record went to a saturated pipeline this connection: the saved position stays.
+  bool glucose_position_held_ = false;
 
   // Survives attempts and restarts (the state file).
   ble::BleState state_;

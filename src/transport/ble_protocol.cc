@@ -195,6 +195,15 @@ std::optional<std::uint16_t> GlucoseSequenceNumber(std::span<const std::uint8_t>
   return static_cast<std::uint16_t>(value[1] | (value[2] << 8));
 }
 
+bool AdvanceGlucosePosition(BleState& state, std::optional<std::uint16_t> seq,
+                            bool may_be_dropped, bool& held) {
+  if (may_be_dropped) held = true;
+  if (held || !seq) return false;
+  if (state.glucose_last_sequence && *seq <= *state.glucose_last_sequence) return false;
+  state.glucose_last_sequence = seq;
+  return true;
+}
+
 Result<BleState> LoadBleState(const std::string& path, std::string_view address) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

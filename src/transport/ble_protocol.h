@@ -102,6 +102,14 @@ struct BleState {
   std::optional<std::uint16_t> glucose_last_sequence;  // highest 2A18 sequence number seen
 };
 
+// Moves the stored-record position past a glucose record just handed to the pipeline.
+// `may_be_dropped`: the pipeline was saturated, so the record may not have been kept; the
+// position then stays where it is (`held` is set and keeps it there for the rest of the
+// connection), and the record and everything after it are fetched again at the next
+// connection: a duplicate at worst, never a loss. Returns true when the position moved.
+bool AdvanceGlucosePosition(BleState& state, std::optional<std::uint16_t> seq,
+                            bool may_be_dropped, bool& held);
+
 // Reads the state file. A missing file is an empty state (Ok). A file for another address, or
 // one that is not what SaveBleState writes, is DataLoss (the caller decides; the transport logs
 // it and starts from an empty state, which re-fetches rather than loses records).

@@ -65,14 +65,15 @@ TEST(BleUuidTest, SixteenBitFormOfSigUuids) {
   EXPECT_FALSE(Uuid16From128("0000zz37-0000-1000-8000-00805f9b34fb"));
 }
 
-TEST(BleUuidTest, TheGattCodecAnnouncesWhatTheTransportMustSubscribeTo) {
-  // The app hands a codec's characteristics to the ble transport (TransportContext).
-  const auto uuids = FindCodec("gatt")->characteristics;
+TEST(BleUuidTest, TheGattCodecAnnouncesWhatTheTransportUses) {
+  // The app hands a codec's characteristics to the ble transport (TransportContext): it
+  // subscribes to those that notify or indicate and reads those that only read (battery).
+  const CodecDescriptor* gatt = FindCodec("gatt");
+  ASSERT_NE(gatt, nullptr);
+  const auto uuids = gatt->characteristics;
   for (int u : {0x2A37, 0x2A35, 0x2A1C, 0x2A5E, 0x2A5F, 0x2A18, 0x2A9D, 0x2A19}) {
     EXPECT_NE(std::find(uuids.begin(), uuids.end(), u), uuids.end()) << std::hex << u;
   }
-  EXPECT_NE(std::find(uuids.begin(), uuids.end(), kUuidGlucoseMeasurement), uuids.end());
-  EXPECT_NE(std::find(uuids.begin(), uuids.end(), kUuidBatteryLevel), uuids.end());
 }
 
 TEST(BleFlagsTest, OperationsAreRecognisedAndAccessRequirementsIgnored) {
@@ -122,7 +123,14 @@ TEST(RacpTest, RejectsWhatIsNotAResponse) {
   EXPECT_FALSE(ParseRacpIndication(Bytes{}).ok());
   EXPECT_FALSE(ParseRacpIndication(Bytes{0x06}).ok());
   // A request echoed back, a response with an operator, a response cut short (R12).
-  EXPECT_FALSE(ParseRacpIndication(Bytes{0x01, 0x01}).ok());
+  auto echoed = ParseRacpIndication(Bytes{0x01, 0x00});
+  ASSERT_FALSE(echoed.ok());
+  EXPECT_NE(echoed.status().message().find("byte 0"), std::string::npos);
+  EXPECT_NE(echoed.status().message().find("not a response"), std::string::npos);
+  auto short_count = ParseRacpIndication(Bytes{0x05, 0x00, 0x02});
+  ASSERT_FALSE(short_count.ok());
+  EXPECT_NE(short_count.status().message().find("number of records needs 2 bytes"),
+            std::string::npos);
   auto with_operator = ParseRacpIndication(Bytes{0x06, 0x01, 0x01, 0x01});
   ASSERT_FALSE(with_operator.ok());
   EXPECT_NE(with_operator.status().message().find("byte 1"), std::string::npos);
@@ -150,11 +158,30 @@ TEST(GlucoseSequenceTest, BytesOneAndTwoLittleEndian) {
   EXPECT_FALSE(GlucoseSequenceNumber(Bytes{0x00, 0x34}));
 }
 
+TEST(GlucosePositionTest, MovesPastDeliveredRecordsAndHoldsAtTheFirstThatMayBeDropped) {
+  BleState state;
+  bool held = false;
+  EXPECT_TRUE(AdvanceGlucosePosition(state, 1, false, held));
+  EXPECT_TRUE(AdvanceGlucosePosition(state, 2, false, held));
+  EXPECT_FALSE(AdvanceGlucosePosition(state, 2, false, held));        // a repeat
+  EXPECT_FALSE(AdvanceGlucosePosition(state, std::nullopt, false, held));  // too short to tell
+  EXPECT_EQ(state.glucose_last_sequence, 2);
+  // Record 3 reached a saturated pipeline: it and everything after it this connection are
+  // fetched again next time, even records delivered once the pipeline had room again.
+  EXPECT_FALSE(AdvanceGlucosePosition(state, 3, true, held));
+  EXPECT_TRUE(held);
+  EXPECT_FALSE(AdvanceGlucosePosition(state, 4, false, held));
+  EXPECT_EQ(state.glucose_last_sequence, 2);
+  held = false;  // a new connection
+  EXPECT_TRUE(AdvanceGlucosePosition(state, 3, false, held));
+  EXPECT_EQ(state.glucose_last_sequence, 3);
+}
+
 class BleStateFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vg-ble-state-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string tmpl = ::testing::TempDir() + "vg-ble-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
     path_ = dir_ + "/" + StateFileName("C0:FF:EE:00:00:01");
   }
@@ -218,7 +245,7 @@ TEST_F(BleStateFileTest, DamagedOrForeignFilesAreDataLoss) {
   EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01")->glucose_last_sequence, 3);
 }
 
-TEST_F(BleStateFileTest, UnwritableDirectoryIsUnavailable) {
+TEST_F(BleStateFileTest, MissingDirectoryIsUnavailable) {
   const Status s = SaveBleState(dir_ + "/missing/x.state", "C0:FF:EE:00:00:01", BleState{});
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_NE(s.message().find("missing/x.state.tmp"), std::string::npos);
