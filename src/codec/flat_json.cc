@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "vitalgate/core/hex.h"
+
 namespace vg {
 namespace {
 
@@ -10,13 +12,6 @@ void SkipSpace(std::string_view s, std::size_t& pos) {
   while (pos < s.size() && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\r' || s[pos] == '\n')) {
     ++pos;
   }
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 void AppendUtf8(std::string& out, std::uint32_t cp) {
@@ -87,7 +82,7 @@ bool FlatJsonObject::ParseString(std::string_view s, std::size_t& pos, std::stri
           if (at + 4 > s.size()) return false;
           v = 0;
           for (std::size_t k = 0; k < 4; ++k) {
-            const int h = HexValue(s[at + k]);
+            const int h = HexDigit(s[at + k]);
             if (h < 0) return false;
             v = (v << 4) | static_cast<std::uint32_t>(h);
           }

@@ -15,10 +15,7 @@ Result<std::string> ParseHex(std::string_view text) {
       ++i;
       continue;
     }
-    int v = -1;
-    if (c >= '0' && c <= '9') v = c - '0';
-    if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+    const int v = HexDigit(c);
     if (v < 0) {
       return InvalidArgument("hex: unexpected character at offset " + std::to_string(i) +
                              ", expected 0-9 or a-f");

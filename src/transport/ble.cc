@@ -51,12 +51,6 @@ constexpr OptionSpec kSpecs[] = {
 };
 // clang-format on
 
-std::string Hex4(std::uint16_t uuid) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04X", static_cast<unsigned>(uuid));
-  return buf;
-}
-
 // ---- Reading D-Bus values. Every reader returns sd-bus's convention: < 0 error. ----
 
 struct PropValue {
@@ -144,10 +138,6 @@ const PropValue* Find(const PropMap& props, std::string_view name, PropValue::Ty
   const auto it = props.find(name);
   if (it == props.end() || it->second.type != type) return nullptr;
   return &it->second;
-}
-
-bool StartsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
 // ---- Appending call arguments. ----
@@ -245,7 +235,8 @@ BleTransport::BleTransport(const TransportContext& ctx, Options options)
       persist_timer_(*ctx.io) {
   for (std::uint16_t uuid : ctx_.characteristics) wanted_.push_back(uuid);
   if (options_.fetch_stored_records) wanted_.push_back(ble::kUuidRacp);
-  if (!ctx_.state_dir.empty()) {
+  // The state file holds the stored-record position only: without fetching there is none.
+  if (options_.fetch_stored_records && !ctx_.state_dir.empty()) {
     state_path_ = ctx_.state_dir + "/" + ble::StateFileName(options_.address);
     auto loaded = ble::LoadBleState(state_path_, options_.address);
     if (loaded.ok()) {
@@ -486,7 +477,7 @@ void BleTransport::OnReply(CallKind kind, std::size_t index, sd_bus_message* m) 
       const std::uint16_t uuid = chars_[index].uuid;
       if (err != nullptr) {
         notify_error_ = SdBusErrorText(err);
-        spdlog::warn("device {}: cannot enable notifications on {}: {}", ctx_.device_id, Hex4(uuid),
+        spdlog::warn("device {}: cannot enable notifications on {:04X}: {}", ctx_.device_id, uuid,
                      notify_error_);
         if (racp_index_ == index) racp_index_.reset();
       } else if (uuid != ble::kUuidRacp) {
@@ -556,7 +547,7 @@ void BleTransport::OnObjects(sd_bus_message* m) {
       const std::string_view iface = iface_c;
       const bool is_adapter = path == adapter_path_ && iface == kAdapterIface;
       const bool is_device = path == device_path_ && iface == kDeviceIface;
-      const bool is_char = iface == kCharIface && StartsWith(path, char_prefix);
+      const bool is_char = iface == kCharIface && path.starts_with(char_prefix);
       if (!is_adapter && !is_device && !is_char) {
         if ((r = sd_bus_message_skip(m, "a{sv}")) < 0) break;
       } else {
@@ -797,6 +788,8 @@ void BleTransport::OnRacpIndication(std::span<const std::uint8_t> value) {
                  parsed.status().message());
     return;
   }
+  // A late response (after the idle timeout gave up) ends nothing: the transfer is over.
+  if (!racp_active_) return;
   if (parsed->op != ble::RacpOpCode::kResponseCode) return;  // a count; we never ask for one
   if (parsed->request_op != static_cast<std::uint8_t>(ble::RacpOpCode::kReportStoredRecords)) {
     return;

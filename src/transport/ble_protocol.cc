@@ -9,20 +9,13 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "vitalgate/core/hex.h"
+
 namespace vg::ble {
 namespace {
 
 constexpr std::string_view kSigBaseSuffix = "-0000-1000-8000-00805f9b34fb";
 constexpr std::string_view kStateFormat = "vitalgate-ble-state/1";
-
-bool IsHex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 std::string Errno(std::string_view what, const std::string& path) {
   return std::string(what) + " " + path + ": " + std::strerror(errno);
@@ -49,7 +42,7 @@ bool IsValidAddress(std::string_view a) {
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (i % 3 == 2) {
       if (a[i] != ':') return false;
-    } else if (!IsHex(a[i])) {
+    } else if (HexDigit(a[i]) < 0) {
       return false;
     }
   }
@@ -105,7 +98,7 @@ std::optional<std::uint16_t> Uuid16From128(std::string_view uuid) {
   }
   unsigned value = 0;
   for (std::size_t i = 4; i < 8; ++i) {
-    const int h = HexValue(uuid[i]);
+    const int h = HexDigit(uuid[i]);
     if (h < 0) return std::nullopt;
     value = value * 16 + static_cast<unsigned>(h);
   }
