@@ -870,16 +870,26 @@ bool BleTransport::FromBluez(sd_bus_message* m) const {
 }
 
 void BleTransport::OnPropertiesChanged(sd_bus_message* m) {
-  if (!FromBluez(m) || phase_ == Phase::kStopped || phase_ == Phase::kBackoff) return;
+  if (!FromBluez(m) || phase_ == Phase::kStopped) return;
   const char* path_c = sd_bus_message_get_path(m);
   const char* iface_c = nullptr;
   if (path_c == nullptr || sd_bus_message_read_basic(m, SD_BUS_TYPE_STRING, &iface_c) <= 0) return;
   const std::string_view path = path_c;
   const std::string_view iface = iface_c;
+  const bool about_device = path == device_path_ && iface == kDeviceIface;
+  if (phase_ == Phase::kBackoff && !about_device) return;
   PropMap changed;
   if (ReadProperties(m, changed) < 0) return;
 
-  if (path == device_path_ && iface == kDeviceIface) {
+  if (about_device) {
+    if (phase_ == Phase::kBackoff) {
+      // Something else connected the device (bluetoothd reconnecting a bonded device, an
+      // operator with bluetoothctl): a meter that wakes briefly may be gone before the backoff
+      // ends, so set it up now.
+      const PropValue* c = Find(changed, "Connected", PropValue::Type::kBool);
+      if (c != nullptr && c->b) RetrySoon();
+      return;
+    }
     const bool past_connect =
         phase_ == Phase::kResolving || phase_ == Phase::kSubscribing || phase_ == Phase::kUp;
     if (const PropValue* c = Find(changed, "Connected", PropValue::Type::kBool)) {

@@ -207,6 +207,13 @@ class Control(dbus.service.Object):
     def DisconnectDevice(self):
         self.fake.disconnect()
 
+    @dbus.service.method(TEST)
+    def ConnectFromOutside(self):
+        """The device connects without the gateway asking (bluetoothd's auto-connect of a bonded
+        device, or bluetoothctl): Connected goes true and the services resolve."""
+        self.fake.device.update(Connected=dbus.Boolean(True))
+        GLib.timeout_add(5, self.fake.resolve_services)
+
     @dbus.service.method(TEST, in_signature="b")
     def SetReachable(self, reachable):
         self.fake.reachable = bool(reachable)

@@ -388,6 +388,30 @@ def test_device_unknown_to_bluez_is_connected_as_soon_as_it_appears(
     assert gw.stop() == 0
 
 
+def test_device_connected_by_someone_else_during_backoff_is_set_up_at_once(
+        broker, subscribe, gateway_factory, certs, tmp_path, bluez):
+    sub = subscribe()
+    # A long backoff: only the device's Connected signal can make the gateway act in time.
+    gw = gateway_factory(base_config(
+        tmp_path, broker.port, certs,
+        [ble_device(bluez.bus, reconnect_min_ms=60000, reconnect_max_ms=60000)],
+        rules=TECHNICAL_ONLY)).start()
+    wait_until(bluez.subscribed, 20, what="subscriptions")
+    bluez.ctl.SetReachable(False)
+    bluez.ctl.DisconnectDevice()
+    wait_until(lambda: states(sub, "disconnected") == ["active"], 20, what="disconnected alert")
+    calls = bluez.stats()["counters"]["connect_calls"]
+    bluez.ctl.ConnectFromOutside()
+    wait_until(bluez.subscribed, 10, what="subscriptions without waiting out the backoff")
+    wait_until(lambda: states(sub, "disconnected") == ["active", "cleared"], 20,
+               what="alert cleared")
+    assert bluez.notify("2A37", "00 4E")
+    wait_until(lambda: 78 in [r["value"] for r in of_metric(sub, "heart_rate")], 20,
+               what="reading after the outside connection")
+    assert bluez.stats()["counters"]["connect_calls"] <= calls + 1
+    assert gw.stop() == 0
+
+
 def test_bluetoothd_restart_is_a_disconnect_and_is_followed_at_once(
         broker, subscribe, gateway_factory, certs, tmp_path, bluez):
     sub = subscribe()
