@@ -90,7 +90,7 @@ ExecTransport::ExecTransport(const TransportContext& ctx, Options options)
       options_(std::move(options)),
       pipe_(*ctx.io),
       timer_(*ctx.io),
-      pause_timer_(*ctx.io),
+      pause_(*ctx.io),
       backoff_(options_.restart_min_ms, options_.restart_max_ms) {}
 
 ExecTransport::~ExecTransport() {
@@ -156,14 +156,8 @@ void ExecTransport::Spawn() {
 
 void ExecTransport::ReadMore() {
   std::weak_ptr<bool> alive = alive_;
-  if (ctx_.sink->Saturated()) {
-    // Backpressure: the child blocks on its full pipe until the pipeline drains.
-    pause_timer_.expires_after(std::chrono::milliseconds(1));
-    pause_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-      if (!ec && !alive.expired() && !stopped_) ReadMore();
-    });
-    return;
-  }
+  // Backpressure: the child blocks on its full pipe until the pipeline drains.
+  if (pause_.Needed(*ctx_.sink, alive, [this] { ReadMore(); })) return;
   pipe_.async_read_some(boost::asio::buffer(buffer_),
                         [this, alive](const boost::system::error_code& ec, std::size_t n) {
                           if (alive.expired() || stopped_) return;
@@ -236,7 +230,7 @@ void ExecTransport::Stop() {
   stopped_ = true;
   boost::system::error_code ignored;
   timer_.cancel();
-  pause_timer_.cancel();
+  pause_.Cancel();
   pipe_.close(ignored);
   if (child_ > 0) {
     ::kill(child_, SIGTERM);

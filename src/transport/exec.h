@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "read_pause.h"
 #include "vitalgate/transport/transport.h"
 
 namespace vg {
@@ -47,7 +48,7 @@ class ExecTransport final : public Transport {
   Options options_;
   boost::asio::posix::stream_descriptor pipe_;
   boost::asio::steady_timer timer_;
-  boost::asio::steady_timer pause_timer_;
+  ReadPause pause_;
   Backoff backoff_;
   pid_t child_ = -1;
   std::int64_t started_mono_ = 0;

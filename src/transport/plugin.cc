@@ -26,6 +26,16 @@ constexpr std::size_t kMaxPerTurn = 256;
 // Log lines from plugins are cut here and kept on one line.
 constexpr std::size_t kMaxLogLine = 480;
 
+// Text from a plugin bound for one log line: at most `max` bytes, control characters (line
+// breaks, terminal escapes) made spaces, so a plugin cannot forge or garble log lines.
+std::string OneLine(const char* text, std::size_t max) {
+  std::string line = text != nullptr ? std::string(text, ::strnlen(text, max)) : "";
+  std::replace_if(
+      line.begin(), line.end(),
+      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == '\x7f'; }, ' ');
+  return line;
+}
+
 std::string DlError() {
   const char* e = ::dlerror();
   return e != nullptr ? e : "unknown error";
@@ -57,7 +67,10 @@ Status CheckPluginTable(const vitalgate_plugin* table, const std::string& where)
 Result<PluginLibrary> LoadPluginLibrary(const std::string& path) {
   // RTLD_NOW: an unresolved symbol is an error now, not a crash later on a plugin thread.
   // RTLD_LOCAL: two plugins may use the same symbol names.
-  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: `check` (and every SIGHUP) loads the library and lets it go before the
+  // transport loads it again; it stays mapped, so its static constructors run once and a
+  // thread an SDK started in one never finds its code unmapped.
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (handle == nullptr) return InvalidArgument(path + ": cannot load plugin: " + DlError());
   std::shared_ptr<void> owner(handle, [](void* h) { ::dlclose(h); });
   void* sym = FindSymbol(handle, VITALGATE_PLUGIN_ENTRY_SYMBOL);
@@ -106,7 +119,8 @@ PluginTransport::PluginTransport(const TransportContext& ctx, PluginLibrary libr
       name_(library_.table != nullptr && library_.table->name != nullptr ? library_.table->name
                                                                          : "unnamed"),
       ring_(ring_capacity),
-      bell_(*ctx.io) {
+      bell_(*ctx.io),
+      pause_(*ctx.io) {
   host_.abi_version = VITALGATE_PLUGIN_ABI_VERSION;
   host_.ctx = this;
   host_.emit_bytes = &HostEmitBytes;
@@ -157,6 +171,7 @@ void PluginTransport::Start() {
 void PluginTransport::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  pause_.Cancel();
   if (started_) library_.table->stop(instance_);
   started_ = false;
   boost::system::error_code ignored;
@@ -165,7 +180,7 @@ void PluginTransport::Stop() {
   // everything received).
   ring_.Drain([this](Event& e) { Deliver(e); }, ring_.capacity());
   DeliverLinkOverflow();
-  ReportDrops();
+  ReportDrops(/*final=*/true);
 }
 
 // ---- Producer side: the plugin's thread ----
@@ -227,11 +242,9 @@ void PluginTransport::HostLink(void* ctx, int up, const char* reason) {
   auto* self = static_cast<PluginTransport*>(ctx);
   Event e;
   e.kind = up != 0 ? Event::Kind::kLinkUp : Event::Kind::kLinkDown;
-  if (reason != nullptr) {
-    const std::size_t n = ::strnlen(reason, e.data.size());
-    std::memcpy(e.data.data(), reason, n);
-    e.size = static_cast<std::uint16_t>(n);
-  }
+  const std::string text = OneLine(reason, std::min(kMaxLogLine, e.data.size()));
+  std::memcpy(e.data.data(), text.data(), text.size());
+  e.size = static_cast<std::uint16_t>(text.size());
   // Link state must not get lost. When the ring is full, the latest state waits beside it
   // (without its reason) and, to keep the order, data is refused until the I/O thread has
   // emptied the ring and delivered that state.
@@ -243,10 +256,7 @@ void PluginTransport::HostLink(void* ctx, int up, const char* reason) {
 
 void PluginTransport::HostLog(void* ctx, int level, const char* message) {
   auto* self = static_cast<PluginTransport*>(ctx);
-  std::string line =
-      message != nullptr ? std::string(message, ::strnlen(message, kMaxLogLine)) : "";
-  std::replace_if(
-      line.begin(), line.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  const std::string line = OneLine(message, kMaxLogLine);
   // spdlog's logger is thread-safe: a log line needs no trip through the ring.
   const auto lvl = level <= VITALGATE_LOG_DEBUG     ? spdlog::level::debug
                    : level == VITALGATE_LOG_INFO    ? spdlog::level::info
@@ -285,6 +295,9 @@ void PluginTransport::WatchDoorbell() {
 
 void PluginTransport::DrainSome() {
   if (stopped_) return;
+  // Backpressure: while the pipeline is full the data stays in ring_, and once that is full the
+  // plugin is told VITALGATE_PLUGIN_DROPPED (it may retry), as the ABI says.
+  if (pause_.Needed(*ctx_.sink, alive_, [this] { DrainSome(); })) return;
   ring_.Drain([this](Event& e) { Deliver(e); }, kMaxPerTurn);
   DeliverLinkOverflow();
   ReportDrops();
@@ -322,11 +335,11 @@ void PluginTransport::Deliver(const Event& e) {
   }
 }
 
-void PluginTransport::ReportDrops() {
+void PluginTransport::ReportDrops(bool final) {
   const std::uint64_t dropped = dropped_.load(std::memory_order_relaxed);
   if (dropped == dropped_reported_) return;
   std::uint64_t suppressed = 0;
-  if (drop_log_.Allow(ctx_.clock->MonotonicNs(), suppressed)) {
+  if (drop_log_.Allow(ctx_.clock->MonotonicNs(), suppressed) || final) {
     spdlog::error("device {}: plugin {}: queue full, {} chunks dropped ({} in total)",
                   ctx_.device_id, name_, dropped - dropped_reported_, dropped);
     dropped_reported_ = dropped;

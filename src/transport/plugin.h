@@ -27,6 +27,7 @@
 #include <memory>
 #include <string>
 
+#include "read_pause.h"
 #include "vitalgate/core/doorbell.h"
 #include "vitalgate/core/log.h"
 #include "vitalgate/core/spsc_ring.h"
@@ -54,7 +55,9 @@ struct PluginEvent {
   Kind kind = Kind::kBytes;
   std::uint16_t uuid = 0;
   std::uint16_t size = 0;
-  std::array<std::uint8_t, VITALGATE_PLUGIN_MAX_CHUNK> data{};
+  // Only the first `size` bytes are ever read: left uninitialized, so a short chunk does not
+  // pay for zeroing 512 bytes.
+  std::array<std::uint8_t, VITALGATE_PLUGIN_MAX_CHUNK> data;
 };
 
 class PluginTransport final : public Transport {
@@ -102,7 +105,7 @@ class PluginTransport final : public Transport {
   bool LinkOverflowPending() const {
     return overflow_link_.load(std::memory_order_acquire) != kNoLink;
   }
-  void ReportDrops();
+  void ReportDrops(bool final = false);  // final: at stop, never rate-limited
 
   TransportContext ctx_;
   PluginLibrary library_;
@@ -114,6 +117,7 @@ class PluginTransport final : public Transport {
   SpscRing<Event> ring_;
   Doorbell doorbell_;
   boost::asio::posix::stream_descriptor bell_;
+  ReadPause pause_;  // the pipeline is full: the plugin's data waits in ring_
   bool drain_posted_ = false;
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<int> overflow_link_{kNoLink};

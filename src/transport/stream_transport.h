@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "read_pause.h"
 #include "vitalgate/transport/transport.h"
 
 namespace vg {
@@ -45,7 +46,7 @@ class StreamTransport : public Transport {
         retry_timer_(*ctx.io),
         idle_timer_(*ctx.io),
         keepalive_timer_(*ctx.io),
-        pause_timer_(*ctx.io),
+        pause_(*ctx.io),
         backoff_(options_.reconnect_min_ms, options_.reconnect_max_ms) {}
 
   ~StreamTransport() override { *alive_ = false; }
@@ -60,7 +61,7 @@ class StreamTransport : public Transport {
     retry_timer_.cancel();
     idle_timer_.cancel();
     keepalive_timer_.cancel();
-    pause_timer_.cancel();
+    pause_.Cancel();
     CloseStream();
   }
 
@@ -92,6 +93,7 @@ class StreamTransport : public Transport {
     connected_ = false;
     idle_timer_.cancel();
     keepalive_timer_.cancel();
+    pause_.Cancel();
     CloseStream();
     // Reported once per outage: the engine times the outage; retries are not news.
     if (was_connected || !reported_down_) {
@@ -114,12 +116,9 @@ class StreamTransport : public Transport {
  private:
   void Read() {
     std::weak_ptr<bool> alive = alive_;
-    if (ctx_.sink->Saturated()) {
-      // Backpressure: leave the bytes with the device (kernel buffer, TCP window) for a moment.
-      pause_timer_.expires_after(std::chrono::milliseconds(1));
-      pause_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-        if (!ec && !alive.expired() && !stopped_ && connected_) Read();
-      });
+    if (pause_.Needed(*ctx_.sink, alive, [this] { Read(); })) {
+      // Silence while we do not read is ours, not the device's: it must not look idle.
+      last_bytes_ = std::chrono::steady_clock::now();
       return;
     }
     stream()->async_read_some(
@@ -180,7 +179,7 @@ class StreamTransport : public Transport {
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer idle_timer_;
   boost::asio::steady_timer keepalive_timer_;
-  boost::asio::steady_timer pause_timer_;
+  ReadPause pause_;
   Backoff backoff_;
   bool stopped_ = true;
   bool connected_ = false;

@@ -43,8 +43,10 @@ class RecordingSink final : public TransportSink {
   void OnLink(bool up, std::string_view reason) override {
     events.push_back({up ? 'u' : 'd', 0, std::string(reason), std::this_thread::get_id()});
   }
+  bool Saturated() const override { return saturated; }
   std::string bytes;
   std::vector<Event> events;
+  bool saturated = false;  // the pipeline behind the sink is full
 };
 
 // A plugin linked into the test: start() runs `body` on a thread of its own, like a vendor SDK.
@@ -182,6 +184,37 @@ TEST_F(PluginHostTest, FullRingDropsAndCountsButKeepsTheLinkState) {
             VITALGATE_PLUGIN_OK);
   ASSERT_TRUE(RunUntil([&] { return sink_.events.size() >= 6; }));
   EXPECT_EQ(sink_.events[5].data, std::string(1, '\x07'));
+  t->Stop();
+}
+
+TEST_F(PluginHostTest, SaturatedPipelineLeavesTheDataInThePluginsQueue) {
+  fake_.body = [](const vitalgate_host* h) {
+    for (std::uint8_t i = 0; i < 4; ++i) h->emit_bytes(h->ctx, &i, 1);
+  };
+  sink_.saturated = true;
+  auto t = Make(4);
+  t->Start();
+  fake_.worker.join();
+  io_.restart();
+  io_.run_for(std::chrono::milliseconds(50));  // the I/O thread runs but takes nothing
+  EXPECT_TRUE(sink_.bytes.empty());
+  const std::uint8_t more = 9;
+  EXPECT_EQ(fake_.host->emit_bytes(fake_.host->ctx, &more, 1), VITALGATE_PLUGIN_DROPPED);
+  sink_.saturated = false;
+  ASSERT_TRUE(RunUntil([&] { return sink_.bytes.size() >= 4; }));
+  EXPECT_EQ(sink_.bytes, std::string("\x00\x01\x02\x03", 4));
+  t->Stop();
+}
+
+TEST_F(PluginHostTest, LinkReasonsCannotForgeLogLines) {
+  fake_.body = [](const vitalgate_host* h) {
+    h->link(h->ctx, 0, "cable\n[error] device icu-3: forged\r\x1b[2J");
+  };
+  auto t = Make();
+  t->Start();
+  ASSERT_TRUE(RunUntil([&] { return !sink_.events.empty(); }));
+  ASSERT_EQ(sink_.events[0].kind, 'd');
+  EXPECT_EQ(sink_.events[0].data, "cable [error] device icu-3: forged  [2J");
   t->Stop();
 }
 

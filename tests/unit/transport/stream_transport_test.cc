@@ -20,8 +20,10 @@ class RecordingSink final : public TransportSink {
   void OnBytes(std::span<const std::uint8_t> b) override { bytes.append(b.begin(), b.end()); }
   void OnCharacteristic(std::uint16_t, std::span<const std::uint8_t>) override {}
   void OnLink(bool up, std::string_view) override { links.push_back(up); }
+  bool Saturated() const override { return saturated; }
   std::string bytes;
   std::vector<bool> links;
+  bool saturated = false;  // the pipeline behind the sink is full
 };
 
 // A "device" whose every Open() creates a fresh socket pair; the test holds the device end.
@@ -136,6 +138,26 @@ TEST(StreamTransportTest, SilenceTriggersAReconnect) {
   EXPECT_GE(rig.t->opens, 2);
   ASSERT_GE(rig.sink.links.size(), 2u);
   EXPECT_EQ(rig.sink.links[1], false);
+}
+
+TEST(StreamTransportTest, SaturatedSinkPausesReadingWithoutLosingBytesOrTheLink) {
+  StreamOptions o;
+  o.idle_reconnect_ms = 30;
+  Rig rig(o);
+  rig.sink.saturated = true;
+  // The read already in flight completes; the next one waits for room.
+  boost::asio::write(*rig.t->device, boost::asio::buffer(std::string("first ")));
+  rig.Run(10);
+  ASSERT_EQ(rig.sink.bytes, "first ");
+  boost::asio::write(*rig.t->device, boost::asio::buffer(std::string("waiting")));
+  rig.Run(120);  // four idle periods: the silence is the gateway's own, not the device's
+  EXPECT_EQ(rig.sink.bytes, "first ");
+  EXPECT_EQ(rig.t->opens, 1);
+  EXPECT_EQ(rig.sink.links, std::vector<bool>{true});
+  rig.sink.saturated = false;
+  rig.Run(20);
+  EXPECT_EQ(rig.sink.bytes, "first waiting");  // the bytes waited in the socket
+  EXPECT_EQ(rig.t->opens, 1);
 }
 
 TEST(StreamOptionsTest, ParsesAndValidates) {
