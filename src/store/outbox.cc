@@ -15,15 +15,53 @@
 namespace vg {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// Each step takes a file from schema `to - 1` to `to`, inside one transaction.
+struct Migration {
+  int to;
+  const char* sql;
+};
 
-constexpr const char* kSchema = R"sql(
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS readings(
   seq INTEGER PRIMARY KEY, patient TEXT NOT NULL, rx_ms INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts(
   seq INTEGER PRIMARY KEY, patient TEXT NOT NULL, rx_ms INTEGER NOT NULL, body BLOB NOT NULL);
-)sql";
+)sql"},
+    // Schema 2: readings in per-patient batches, acknowledgement bits per destination, and the
+    // tables of dead letters, open alarms, assignments, device records and the audit trail.
+    // Rows of schema 1 become batches of one reading in their old layout (format 0), so a
+    // sealed body still opens with the associated data it was sealed with.
+    {2, R"sql(
+CREATE TABLE batches(
+  seq INTEGER PRIMARY KEY, patient TEXT NOT NULL, rx_ms INTEGER NOT NULL,
+  count INTEGER NOT NULL, format INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0,
+  body BLOB NOT NULL);
+INSERT INTO batches(seq, patient, rx_ms, count, format, body)
+  SELECT seq, patient, rx_ms, 1, 0, body FROM readings;
+DROP TABLE readings;
+ALTER TABLE alerts ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN format INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE destinations(name TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE) WITHOUT ROWID;
+CREATE TABLE dead_letters(
+  id INTEGER PRIMARY KEY, destination TEXT NOT NULL, kind TEXT NOT NULL, patient TEXT NOT NULL,
+  item TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE open_alarms(alarm TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE assignments(
+  device TEXT PRIMARY KEY, patient TEXT, by TEXT NOT NULL, ts_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE records(
+  device TEXT NOT NULL, key INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+  PRIMARY KEY(device, key)) WITHOUT ROWID;
+CREATE TABLE audit_log(
+  seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
+  detail TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+)sql"},
+};
+static_assert(std::size(kMigrations) == kOutboxSchemaVersion);
+
+constexpr int kMaxDestinations = 62;  // bits of `acked` (a signed 64-bit integer)
 
 std::string RandomInstance() {
   unsigned char bytes[4] = {};
@@ -81,16 +119,45 @@ std::string MoveAside(const std::string& path) {
   return target;
 }
 
+std::string ReservePath(const std::string& path) { return path + ".reserve"; }
+
+// Runs a statement that returns no rows; resets it.
+Status Run(sqlite3* db, sqlite::Stmt& st, const char* what) {
+  const int rc = st.Step();
+  st.Reset();
+  return rc == SQLITE_DONE ? Status::Ok() : sqlite::ToStatus(db, rc, what);
+}
+
 }  // namespace
 
-std::string BodyAad(bool alert, std::uint64_t seq) {
-  return (alert ? "vitalgate-outbox:alert:" : "vitalgate-outbox:reading:") + std::to_string(seq);
+std::string BodyAad(bool event, RowFormat format, std::uint64_t seq) {
+  std::string aad = event ? "vitalgate-outbox:alert:" : format == RowFormat::kBatch
+                                                            ? "vitalgate-outbox:batch:"
+                                                            : "vitalgate-outbox:reading:";
+  aad += std::to_string(seq);
+  return aad;
+}
+
+std::vector<std::string_view> SplitBatchBody(std::string_view body) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  while (start < body.size()) {
+    std::size_t end = body.find('\n', start);
+    if (end == std::string_view::npos) end = body.size();
+    if (end > start) out.push_back(body.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
 }
 
 struct OutboxStore::Impl {
   sqlite::Db db;
   sqlite::Stmt begin, commit, rollback;
-  sqlite::Stmt insert_reading, insert_alert, delete_reading, delete_alert;
+  sqlite::Stmt insert_batch, insert_event;
+  sqlite::Stmt delete_batch, delete_event;
+  sqlite::Stmt ack_batch, ack_event;
+  sqlite::Stmt insert_dead, upsert_alarm, delete_alarm, upsert_assignment, insert_record,
+      insert_audit;
 };
 
 Result<std::unique_ptr<OutboxStore>> OutboxStore::Open(const StoreOptions& options,
@@ -113,6 +180,112 @@ Result<std::unique_ptr<OutboxStore>> OutboxStore::Open(const StoreOptions& optio
 
 OutboxStore::~OutboxStore() = default;
 
+Status OutboxStore::Migrate(OpenReport* report) {
+  sqlite::Db& db = impl_->db;
+  int version = 0;
+  auto has_meta = db.QueryInt("SELECT count(*) FROM sqlite_master WHERE name='meta'");
+  if (!has_meta.ok()) return has_meta.status();
+  if (*has_meta > 0) {
+    auto v = db.QueryText("SELECT value FROM meta WHERE key='schema'");
+    if (v.ok()) {
+      char* end = nullptr;
+      const long parsed = std::strtol(v->c_str(), &end, 10);
+      if (end == v->c_str() || *end != '\0' || parsed < 1) {
+        return DataLoss("storage: " + path_ + " has an unreadable schema version \"" + *v + "\"");
+      }
+      version = static_cast<int>(parsed);
+    }
+  }
+  if (version > kOutboxSchemaVersion) {
+    return FailedPrecondition("storage: " + path_ + " was written by a newer vitalgate (schema " +
+                              std::to_string(version) + ", this release reads up to " +
+                              std::to_string(kOutboxSchemaVersion) +
+                              "); install that release again or move the file aside");
+  }
+  const bool fresh = version == 0;
+  if (!fresh && version < kOutboxSchemaVersion) report->migrated_from = version;
+  for (const Migration& m : kMigrations) {
+    if (m.to <= version) continue;
+    VG_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+    Status s = db.Exec(m.sql);
+    if (s.ok()) {
+      s = db.Exec("INSERT OR REPLACE INTO meta(key, value) VALUES('schema', '" +
+                  std::to_string(m.to) + "')");
+    }
+    if (s.ok()) s = db.Exec("COMMIT");
+    if (!s.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return s.WithContext("storage: migrating " + path_ + " to schema " + std::to_string(m.to));
+    }
+  }
+  return Status::Ok();
+}
+
+Status OutboxStore::AssignDestinationBits(const std::vector<std::string>& configured) {
+  std::vector<std::string> names = configured;
+  if (names.empty()) names.push_back("mqtt");
+  if (names.size() > static_cast<std::size_t>(kMaxDestinations)) {
+    return InvalidArgument("destinations: at most " + std::to_string(kMaxDestinations));
+  }
+  sqlite3* db = impl_->db.get();
+  std::vector<std::pair<std::string, int>> known;
+  {
+    sqlite::Stmt st;
+    VG_RETURN_IF_ERROR(st.Prepare(db, "SELECT name, bit FROM destinations"));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) known.emplace_back(std::string(st.Text(0)), static_cast<int>(st.Int(1)));
+    if (rc != SQLITE_DONE) return sqlite::ToStatus(db, rc, "storage: destinations");
+  }
+  std::int64_t used = 0;
+  bits_.assign(names.size(), -1);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (const auto& [name, bit] : known) {
+      if (name == names[i]) {
+        bits_[i] = bit;
+        used |= std::int64_t{1} << bit;
+      }
+    }
+  }
+  // Destinations that are no longer configured: forget their acknowledgements, so their bits
+  // can be given to new ones, and delete rows every configured destination has now taken.
+  std::int64_t stale = 0;
+  for (const auto& [name, bit] : known) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) stale |= std::int64_t{1} << bit;
+  }
+  VG_RETURN_IF_ERROR(impl_->db.Exec("BEGIN IMMEDIATE"));
+  auto body = [&]() -> Status {
+    if (stale != 0) {
+      const std::string keep = std::to_string(~stale);
+      VG_RETURN_IF_ERROR(impl_->db.Exec("DELETE FROM destinations WHERE (1 << bit) & " +
+                                        std::to_string(stale) + " != 0"));
+      VG_RETURN_IF_ERROR(impl_->db.Exec("UPDATE batches SET acked = acked & " + keep +
+                                        " WHERE acked & " + std::to_string(stale) + " != 0"));
+      VG_RETURN_IF_ERROR(impl_->db.Exec("UPDATE alerts SET acked = acked & " + keep +
+                                        " WHERE acked & " + std::to_string(stale) + " != 0"));
+    }
+    sqlite::Stmt put;
+    VG_RETURN_IF_ERROR(put.Prepare(db, "INSERT INTO destinations(name, bit) VALUES(?, ?)"));
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (bits_[i] >= 0) continue;
+      int bit = 0;
+      while ((used >> bit) & 1) ++bit;
+      bits_[i] = bit;
+      used |= std::int64_t{1} << bit;
+      put.BindText(1, names[i]);
+      put.BindInt(2, bit);
+      VG_RETURN_IF_ERROR(Run(db, put, "storage: destinations"));
+    }
+    full_mask_ = 0;
+    for (int bit : bits_) full_mask_ |= std::int64_t{1} << bit;
+    const std::string full = std::to_string(full_mask_);
+    VG_RETURN_IF_ERROR(impl_->db.Exec("DELETE FROM batches WHERE acked & " + full + " = " + full));
+    VG_RETURN_IF_ERROR(impl_->db.Exec("DELETE FROM alerts WHERE acked & " + full + " = " + full));
+    return impl_->db.Exec("COMMIT");
+  }();
+  if (!body.ok()) (void)impl_->db.Exec("ROLLBACK");
+  return body;
+}
+
 Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   path_ = options.path;
   impl_ = std::make_unique<Impl>();
@@ -130,51 +303,61 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   auto check = db.QueryText("PRAGMA quick_check");
   if (!check.ok()) return check.status();
   if (*check != "ok") return DataLoss("storage: integrity check of " + path_ + " failed");
-  VG_RETURN_IF_ERROR(db.Exec(kSchema));
-  auto version = db.QueryText("SELECT value FROM meta WHERE key='schema'");
-  if (version.ok() && *version != std::to_string(kSchemaVersion)) {
-    return FailedPrecondition("storage: " + path_ + " has schema " + *version + ", expected " +
-                              std::to_string(kSchemaVersion));
-  }
+  VG_RETURN_IF_ERROR(Migrate(report));
   auto instance = db.QueryText("SELECT value FROM meta WHERE key='instance'");
   instance_ = instance.ok() ? *instance : RandomInstance();
   auto gen = db.QueryText("SELECT value FROM meta WHERE key='generation'");
-  generation_ = gen.ok() ? static_cast<std::uint32_t>(std::stoul(*gen)) + 1 : 1;
+  generation_ = gen.ok() ? static_cast<std::uint32_t>(std::strtoul(gen->c_str(), nullptr, 10)) + 1 : 1;
   if (generation_ >= (1u << 24)) generation_ = 1;  // 16M restarts; instance keeps ids unique
   {
     sqlite::Stmt put;
     VG_RETURN_IF_ERROR(put.Prepare(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
-    for (const auto& [k, v] : {std::pair<std::string, std::string>{"schema", std::to_string(kSchemaVersion)},
-                               {"instance", instance_},
+    for (const auto& [k, v] : {std::pair<std::string, std::string>{"instance", instance_},
                                {"generation", std::to_string(generation_)}}) {
       put.BindText(1, k);
       put.BindText(2, v);
-      const int rc = put.Step();
-      if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: write meta");
-      put.Reset();
+      VG_RETURN_IF_ERROR(Run(db.get(), put, "storage: write meta"));
     }
   }
-  // storage.max_bytes bounds the database file and its WAL together: the WAL is truncated back
-  // to `wal_allowance` after each checkpoint and the database may use the rest.
+  VG_RETURN_IF_ERROR(AssignDestinationBits(options.destinations));
+  // storage.max_bytes bounds the database file, its WAL and the reserve together: the WAL is
+  // truncated back to `wal_allowance` after each checkpoint and the database may use the rest.
   auto page_size = db.QueryInt("PRAGMA page_size");
   if (!page_size.ok()) return page_size.status();
   // The WAL is checkpointed once it holds a quarter of its allowance, and one transaction is
   // kept below another quarter (max_batch_rows), so database + WAL stay within max_bytes.
   const auto page = static_cast<std::uint64_t>(*page_size);
-  const std::uint64_t wal_allowance = std::min<std::uint64_t>(options.max_bytes / 4, 16ull << 20);
-  const std::uint64_t pages = (options.max_bytes - wal_allowance) / page;
+  reserve_bytes_ = std::min<std::uint64_t>(options.reserve_bytes, options.max_bytes / 16);
+  const std::uint64_t budget = options.max_bytes - reserve_bytes_;
+  const std::uint64_t wal_allowance = std::min<std::uint64_t>(budget / 4, 16ull << 20);
+  const std::uint64_t pages = (budget - wal_allowance) / page;
   const std::uint64_t checkpoint_pages = std::clamp<std::uint64_t>(wal_allowance / page / 4, 16, 1000);
   max_batch_rows_ = static_cast<std::size_t>(std::max<std::uint64_t>(64, wal_allowance / 4 / 256));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA journal_size_limit=" + std::to_string(wal_allowance)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA wal_autocheckpoint=" + std::to_string(checkpoint_pages)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA max_page_count=" + std::to_string(pages)));
-  auto nr = db.QueryInt("SELECT count(*) FROM readings");
+  VG_RETURN_IF_ERROR(Count());
+  RestoreReserve();
+  return Prepare();
+}
+
+Status OutboxStore::Count() {
+  sqlite::Db& db = impl_->db;
+  auto nr = db.QueryInt("SELECT coalesce(sum(count), 0) FROM batches");
   if (!nr.ok()) return nr.status();
   auto na = db.QueryInt("SELECT count(*) FROM alerts");
   if (!na.ok()) return na.status();
-  reading_rows_ = static_cast<std::uint64_t>(*nr);
-  alert_rows_ = static_cast<std::uint64_t>(*na);
-  return Prepare();
+  auto bytes = db.QueryInt(
+      "SELECT coalesce((SELECT sum(length(body)) FROM batches), 0) + "
+      "coalesce((SELECT sum(length(body)) FROM alerts), 0)");
+  if (!bytes.ok()) return bytes.status();
+  auto max_seq = db.QueryInt("SELECT coalesce(max(seq), 0) FROM alerts");
+  if (!max_seq.ok()) return max_seq.status();
+  max_event_seq_ = static_cast<std::uint64_t>(*max_seq);
+  readings_ = static_cast<std::uint64_t>(*nr);
+  events_ = static_cast<std::uint64_t>(*na);
+  backlog_bytes_ = static_cast<std::uint64_t>(*bytes);
+  return Status::Ok();
 }
 
 Status OutboxStore::Prepare() {
@@ -182,62 +365,164 @@ Status OutboxStore::Prepare() {
   VG_RETURN_IF_ERROR(impl_->begin.Prepare(db, "BEGIN IMMEDIATE"));
   VG_RETURN_IF_ERROR(impl_->commit.Prepare(db, "COMMIT"));
   VG_RETURN_IF_ERROR(impl_->rollback.Prepare(db, "ROLLBACK"));
-  VG_RETURN_IF_ERROR(impl_->insert_reading.Prepare(
-      db, "INSERT OR IGNORE INTO readings(seq, patient, rx_ms, body) VALUES(?, ?, ?, ?)"));
-  VG_RETURN_IF_ERROR(impl_->insert_alert.Prepare(
-      db, "INSERT OR IGNORE INTO alerts(seq, patient, rx_ms, body) VALUES(?, ?, ?, ?)"));
-  VG_RETURN_IF_ERROR(impl_->delete_reading.Prepare(db, "DELETE FROM readings WHERE seq = ?"));
-  VG_RETURN_IF_ERROR(impl_->delete_alert.Prepare(db, "DELETE FROM alerts WHERE seq = ?"));
+  VG_RETURN_IF_ERROR(impl_->insert_batch.Prepare(
+      db, "INSERT OR IGNORE INTO batches(seq, patient, rx_ms, count, format, body) "
+          "VALUES(?, ?, ?, ?, ?, ?)"));
+  VG_RETURN_IF_ERROR(impl_->insert_event.Prepare(
+      db, "INSERT OR IGNORE INTO alerts(seq, patient, rx_ms, kind, format, body) "
+          "VALUES(?, ?, ?, ?, 0, ?)"));
+  VG_RETURN_IF_ERROR(impl_->delete_batch.Prepare(
+      db, "DELETE FROM batches WHERE seq = ? RETURNING count, length(body)"));
+  VG_RETURN_IF_ERROR(impl_->delete_event.Prepare(
+      db, "DELETE FROM alerts WHERE seq = ? RETURNING 1, length(body)"));
+  VG_RETURN_IF_ERROR(impl_->ack_batch.Prepare(
+      db, "UPDATE batches SET acked = acked | ? WHERE seq = ? RETURNING acked"));
+  VG_RETURN_IF_ERROR(impl_->ack_event.Prepare(
+      db, "UPDATE alerts SET acked = acked | ? WHERE seq = ? RETURNING acked"));
+  VG_RETURN_IF_ERROR(impl_->insert_dead.Prepare(
+      db, "INSERT INTO dead_letters(destination, kind, patient, item, reason, ts_ms, body) "
+          "VALUES(?, ?, ?, ?, ?, ?, ?)"));
+  VG_RETURN_IF_ERROR(impl_->upsert_alarm.Prepare(
+      db, "INSERT OR REPLACE INTO open_alarms(alarm, state) VALUES(?, ?)"));
+  VG_RETURN_IF_ERROR(impl_->delete_alarm.Prepare(db, "DELETE FROM open_alarms WHERE alarm = ?"));
+  VG_RETURN_IF_ERROR(impl_->upsert_assignment.Prepare(
+      db, "INSERT OR REPLACE INTO assignments(device, patient, by, ts_ms) VALUES(?, ?, ?, ?)"));
+  VG_RETURN_IF_ERROR(impl_->insert_record.Prepare(
+      db, "INSERT OR REPLACE INTO records(device, key, ts_ms) VALUES(?, ?, ?)"));
+  VG_RETURN_IF_ERROR(impl_->insert_audit.Prepare(
+      db, "INSERT INTO audit_log(seq, ts_ms, kind, actor, detail, prev, hash) "
+          "VALUES(?, ?, ?, ?, ?, ?, ?)"));
   return Status::Ok();
 }
 
 Status OutboxStore::Commit(const WriteBatch& batch) {
   if (batch.empty()) return Status::Ok();
   sqlite3* db = impl_->db.get();
-  auto run = [&](sqlite::Stmt& st, const char* what) {
-    const int rc = st.Step();
-    st.Reset();
-    return rc == SQLITE_DONE ? Status::Ok() : sqlite::ToStatus(db, rc, what);
-  };
-  VG_RETURN_IF_ERROR(run(impl_->begin, "storage: begin"));
-  std::uint64_t added_r = 0, added_a = 0, removed_r = 0, removed_a = 0;
+  VG_RETURN_IF_ERROR(Run(db, impl_->begin, "storage: begin"));
+  std::uint64_t added_r = 0, added_e = 0, removed_r = 0, removed_e = 0;
+  std::int64_t added_bytes = 0, removed_bytes = 0;
   auto body = [&]() -> Status {
-    auto insert = [&](sqlite::Stmt& st, const std::vector<OutboxRow>& rows, const char* what,
-                      std::uint64_t& added) -> Status {
-      for (const OutboxRow& row : rows) {
-        st.BindInt(1, static_cast<std::int64_t>(row.seq));
-        st.BindText(2, row.patient);
-        st.BindInt(3, row.rx_ms);
-        st.BindBlob(4, row.body);
-        VG_RETURN_IF_ERROR(run(st, what));
-        added += static_cast<std::uint64_t>(sqlite3_changes(db));
+    for (const StoredRow& row : batch.events) {
+      sqlite::Stmt& st = impl_->insert_event;
+      st.BindInt(1, static_cast<std::int64_t>(row.seq));
+      st.BindText(2, row.patient);
+      st.BindInt(3, row.rx_ms);
+      st.BindInt(4, static_cast<std::int64_t>(row.kind));
+      st.BindBlob(5, row.body);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: insert alert"));
+      if (sqlite3_changes(db) > 0) {
+        ++added_e;
+        added_bytes += static_cast<std::int64_t>(row.body.size());
       }
-      return Status::Ok();
+    }
+    for (const StoredRow& row : batch.batches) {
+      sqlite::Stmt& st = impl_->insert_batch;
+      st.BindInt(1, static_cast<std::int64_t>(row.seq));
+      st.BindText(2, row.patient);
+      st.BindInt(3, row.rx_ms);
+      st.BindInt(4, row.count);
+      st.BindInt(5, static_cast<std::int64_t>(row.format));
+      st.BindBlob(6, row.body);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: insert readings"));
+      if (sqlite3_changes(db) > 0) {
+        added_r += row.count;
+        added_bytes += static_cast<std::int64_t>(row.body.size());
+      }
+    }
+    // A row leaves the outbox once every configured destination has acknowledged it. With a
+    // single destination that is its first acknowledgement: delete at once.
+    auto acknowledge = [&](sqlite::Stmt& ack, sqlite::Stmt& del, std::int64_t bit_mask,
+                           std::uint64_t seq, std::uint64_t& removed, const char* what) -> Status {
+      bool remove = bit_mask == full_mask_;
+      if (!remove) {
+        ack.BindInt(1, bit_mask);
+        ack.BindInt(2, static_cast<std::int64_t>(seq));
+        const int rc = ack.Step();
+        const bool found = rc == SQLITE_ROW;
+        const std::int64_t acked = found ? ack.Int(0) : 0;
+        const int rc2 = found ? ack.Step() : rc;
+        ack.Reset();
+        if (rc2 != SQLITE_DONE) return sqlite::ToStatus(db, rc2, what);
+        remove = found && (acked & full_mask_) == full_mask_;
+      }
+      if (!remove) return Status::Ok();
+      del.BindInt(1, static_cast<std::int64_t>(seq));
+      int rc = del.Step();
+      if (rc == SQLITE_ROW) {
+        removed += static_cast<std::uint64_t>(del.Int(0));
+        removed_bytes += del.Int(1);
+        rc = del.Step();
+      }
+      del.Reset();
+      return rc == SQLITE_DONE ? Status::Ok() : sqlite::ToStatus(db, rc, what);
     };
-    VG_RETURN_IF_ERROR(insert(impl_->insert_alert, batch.alerts, "storage: insert alert", added_a));
-    VG_RETURN_IF_ERROR(
-        insert(impl_->insert_reading, batch.readings, "storage: insert reading", added_r));
-    for (std::uint64_t seq : batch.acked_alerts) {
-      impl_->delete_alert.BindInt(1, static_cast<std::int64_t>(seq));
-      VG_RETURN_IF_ERROR(run(impl_->delete_alert, "storage: delete alert"));
-      removed_a += static_cast<std::uint64_t>(sqlite3_changes(db));
+    for (const DestinationAcks& a : batch.acks) {
+      const std::int64_t mask = std::int64_t{1} << a.bit;
+      for (std::uint64_t seq : a.events) {
+        VG_RETURN_IF_ERROR(acknowledge(impl_->ack_event, impl_->delete_event, mask, seq, removed_e,
+                                       "storage: delete alert"));
+      }
+      for (std::uint64_t seq : a.batches) {
+        VG_RETURN_IF_ERROR(acknowledge(impl_->ack_batch, impl_->delete_batch, mask, seq, removed_r,
+                                       "storage: delete readings"));
+      }
     }
-    for (std::uint64_t seq : batch.acked_readings) {
-      impl_->delete_reading.BindInt(1, static_cast<std::int64_t>(seq));
-      VG_RETURN_IF_ERROR(run(impl_->delete_reading, "storage: delete reading"));
-      removed_r += static_cast<std::uint64_t>(sqlite3_changes(db));
+    for (const DeadLetter& d : batch.dead_letters) {
+      sqlite::Stmt& st = impl_->insert_dead;
+      st.BindText(1, d.destination);
+      st.BindText(2, d.kind);
+      st.BindText(3, d.patient);
+      st.BindText(4, d.item_id);
+      st.BindText(5, d.reason);
+      st.BindInt(6, d.ts_ms);
+      st.BindBlob(7, d.body);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: insert dead letter"));
     }
-    return run(impl_->commit, "storage: commit");
+    for (const OpenAlarmChange& a : batch.alarms) {
+      sqlite::Stmt& st = a.state.empty() ? impl_->delete_alarm : impl_->upsert_alarm;
+      st.BindText(1, a.alarm);
+      if (!a.state.empty()) st.BindBlob(2, a.state);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: open alarm"));
+    }
+    for (const Assignment& a : batch.assignments) {
+      sqlite::Stmt& st = impl_->upsert_assignment;
+      st.BindText(1, a.device);
+      if (a.patient) st.BindText(2, *a.patient);  // else NULL
+      st.BindText(3, a.by);
+      st.BindInt(4, a.ts_ms);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: assignment"));
+    }
+    for (const RecordKey& k : batch.records) {
+      sqlite::Stmt& st = impl_->insert_record;
+      st.BindText(1, k.device);
+      st.BindInt(2, static_cast<std::int64_t>(k.key));
+      st.BindInt(3, k.ts_ms);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: record"));
+    }
+    for (const AuditEntry& e : batch.audit) {
+      sqlite::Stmt& st = impl_->insert_audit;
+      st.BindInt(1, static_cast<std::int64_t>(e.seq));
+      st.BindInt(2, e.ts_ms);
+      st.BindText(3, e.kind);
+      st.BindText(4, e.actor);
+      st.BindText(5, e.detail);
+      st.BindText(6, e.prev);
+      st.BindText(7, e.hash);
+      VG_RETURN_IF_ERROR(Run(db, st, "storage: audit"));
+    }
+    return Run(db, impl_->commit, "storage: commit");
   }();
   if (!body.ok()) {
     impl_->rollback.Step();
     impl_->rollback.Reset();
     return body;
   }
-  reading_rows_ += added_r;
-  reading_rows_ -= std::min(reading_rows_, removed_r);
-  alert_rows_ += added_a;
-  alert_rows_ -= std::min(alert_rows_, removed_a);
+  readings_ += added_r;
+  readings_ -= std::min(readings_, removed_r);
+  events_ += added_e;
+  events_ -= std::min(events_, removed_e);
+  const std::int64_t bytes = static_cast<std::int64_t>(backlog_bytes_) + added_bytes - removed_bytes;
+  backlog_bytes_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, bytes));
   return Status::Ok();
 }
 
@@ -247,27 +532,87 @@ Status OutboxStore::CheckpointTruncate() {
   return impl_->db.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
+bool OutboxStore::ReleaseReserve() {
+  if (reserve_bytes_ == 0) return false;
+  const std::string reserve = ReservePath(path_);
+  struct stat st {};
+  if (::stat(reserve.c_str(), &st) != 0 || st.st_size == 0) return false;
+  return ::unlink(reserve.c_str()) == 0;
+}
+
+void OutboxStore::RestoreReserve() {
+  if (reserve_bytes_ == 0) return;
+  const std::string reserve = ReservePath(path_);
+  struct stat st {};
+  if (::stat(reserve.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) >= reserve_bytes_) {
+    return;
+  }
+  const int fd = ::open(reserve.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  // Real blocks, not a hole: the space must be there to give back.
+  const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_bytes_));
+  if (rc == 0) {
+    ::fsync(fd);
+  } else {
+    ::ftruncate(fd, 0);  // no room yet; try again later
+  }
+  ::close(fd);
+}
+
 Result<std::uint64_t> OutboxStore::EvictOldestReadings(std::uint64_t n,
                                                        std::vector<std::string>* patients) {
   sqlite::Db& db = impl_->db;
-  if (patients != nullptr) {
-    sqlite::Stmt st;
-    VG_RETURN_IF_ERROR(st.Prepare(db.get(),
-                                  "SELECT DISTINCT patient FROM (SELECT patient FROM readings "
-                                  "ORDER BY seq LIMIT ?)"));
-    st.BindInt(1, static_cast<std::int64_t>(n));
-    int rc;
-    while ((rc = st.Step()) == SQLITE_ROW) patients->emplace_back(st.Text(0));
-    if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: evict");
-  }
+  sqlite::Stmt oldest;
+  VG_RETURN_IF_ERROR(oldest.Prepare(
+      db.get(), "SELECT seq, patient, count, length(body) FROM batches ORDER BY seq LIMIT 64"));
   sqlite::Stmt del;
-  VG_RETURN_IF_ERROR(del.Prepare(
-      db.get(), "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings ORDER BY seq LIMIT ?)"));
-  del.BindInt(1, static_cast<std::int64_t>(n));
-  const int rc = del.Step();
-  if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: evict");
-  const auto deleted = static_cast<std::uint64_t>(sqlite3_changes(db.get()));
-  reading_rows_ -= std::min(reading_rows_, deleted);
+  VG_RETURN_IF_ERROR(del.Prepare(db.get(), "DELETE FROM batches WHERE seq = ?"));
+  std::uint64_t deleted = 0;
+  // Small transactions: on a full disk each needs only a few pages of WAL.
+  while (deleted < n) {
+    struct Victim {
+      std::uint64_t seq;
+      std::uint64_t count;
+      std::int64_t bytes;
+    };
+    std::vector<Victim> victims;
+    int rc;
+    while ((rc = oldest.Step()) == SQLITE_ROW) {
+      victims.push_back(Victim{static_cast<std::uint64_t>(oldest.Int(0)),
+                               static_cast<std::uint64_t>(oldest.Int(2)), oldest.Int(3)});
+      if (patients != nullptr) {
+        const std::string_view p = oldest.Text(1);
+        if (std::find(patients->begin(), patients->end(), p) == patients->end()) {
+          patients->emplace_back(p);
+        }
+      }
+    }
+    oldest.Reset();
+    if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: evict");
+    if (victims.empty()) break;
+    VG_RETURN_IF_ERROR(Run(db.get(), impl_->begin, "storage: evict"));
+    std::uint64_t batch_readings = 0;
+    std::int64_t batch_bytes = 0;
+    Status s;
+    for (const Victim& v : victims) {
+      del.BindInt(1, static_cast<std::int64_t>(v.seq));
+      s = Run(db.get(), del, "storage: evict");
+      if (!s.ok()) break;
+      batch_readings += v.count;
+      batch_bytes += v.bytes;
+      if (deleted + batch_readings >= n) break;
+    }
+    if (s.ok()) s = Run(db.get(), impl_->commit, "storage: evict");
+    if (!s.ok()) {
+      impl_->rollback.Step();
+      impl_->rollback.Reset();
+      if (deleted > 0) break;  // report what was freed; the caller retries the rest
+      return s;
+    }
+    deleted += batch_readings;
+    readings_ -= std::min(readings_, batch_readings);
+    backlog_bytes_ -= std::min<std::uint64_t>(backlog_bytes_, static_cast<std::uint64_t>(batch_bytes));
+  }
   return deleted;
 }
 
@@ -279,9 +624,71 @@ std::uint64_t OutboxStore::SizeBytes() const {
   return total;
 }
 
+Result<std::vector<std::string>> OutboxStore::LoadOpenAlarms() {
+  sqlite::Stmt st;
+  VG_RETURN_IF_ERROR(st.Prepare(impl_->db.get(), "SELECT state FROM open_alarms ORDER BY alarm"));
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out.emplace_back(st.Text(0));
+  if (rc != SQLITE_DONE) return sqlite::ToStatus(impl_->db.get(), rc, "storage: open alarms");
+  return out;
+}
+
+Result<std::vector<Assignment>> OutboxStore::LoadAssignments() {
+  sqlite::Stmt st;
+  VG_RETURN_IF_ERROR(
+      st.Prepare(impl_->db.get(), "SELECT device, patient, by, ts_ms FROM assignments ORDER BY device"));
+  std::vector<Assignment> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    Assignment a;
+    a.device = std::string(st.Text(0));
+    if (sqlite3_column_type(st.get(), 1) != SQLITE_NULL) a.patient = std::string(st.Text(1));
+    a.by = std::string(st.Text(2));
+    a.ts_ms = st.Int(3);
+    out.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE) return sqlite::ToStatus(impl_->db.get(), rc, "storage: assignments");
+  return out;
+}
+
+Result<std::vector<RecordKey>> OutboxStore::LoadRecordKeys(std::int64_t since_ms) {
+  sqlite::Db& db = impl_->db;
+  // Records older than the window can no longer be accepted again: prune them first.
+  VG_RETURN_IF_ERROR(db.Exec("DELETE FROM records WHERE ts_ms < " + std::to_string(since_ms)));
+  sqlite::Stmt st;
+  VG_RETURN_IF_ERROR(st.Prepare(db.get(), "SELECT device, key, ts_ms FROM records"));
+  std::vector<RecordKey> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out.push_back(RecordKey{std::string(st.Text(0)), static_cast<std::uint64_t>(st.Int(1)), st.Int(2)});
+  }
+  if (rc != SQLITE_DONE) return sqlite::ToStatus(db.get(), rc, "storage: records");
+  return out;
+}
+
+Result<std::optional<AuditEntry>> OutboxStore::LastAuditEntry() {
+  sqlite::Stmt st;
+  VG_RETURN_IF_ERROR(st.Prepare(impl_->db.get(),
+                                "SELECT seq, ts_ms, kind, actor, detail, prev, hash FROM audit_log "
+                                "ORDER BY seq DESC LIMIT 1"));
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<AuditEntry>();
+  if (rc != SQLITE_ROW) return sqlite::ToStatus(impl_->db.get(), rc, "storage: audit");
+  AuditEntry e;
+  e.seq = static_cast<std::uint64_t>(st.Int(0));
+  e.ts_ms = st.Int(1);
+  e.kind = std::string(st.Text(2));
+  e.actor = std::string(st.Text(3));
+  e.detail = std::string(st.Text(4));
+  e.prev = std::string(st.Text(5));
+  e.hash = std::string(st.Text(6));
+  return std::optional<AuditEntry>(std::move(e));
+}
+
 struct OutboxReader::Impl {
   sqlite::Db db;
-  sqlite::Stmt alerts, readings;
+  sqlite::Stmt events, batches;
 };
 
 Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path,
@@ -290,12 +697,14 @@ Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path
   r->impl_ = std::make_unique<Impl>();
   VG_RETURN_IF_ERROR(r->impl_->db.Open(path, SQLITE_OPEN_READONLY, vfs));
   sqlite3_busy_timeout(r->impl_->db.get(), 5000);
-  VG_RETURN_IF_ERROR(r->impl_->alerts.Prepare(
+  VG_RETURN_IF_ERROR(r->impl_->events.Prepare(
       r->impl_->db.get(),
-      "SELECT seq, patient, body, rx_ms FROM alerts WHERE seq > ? ORDER BY seq LIMIT ?"));
-  VG_RETURN_IF_ERROR(r->impl_->readings.Prepare(
+      "SELECT seq, patient, rx_ms, 1, format, kind, body FROM alerts "
+      "WHERE seq > ? AND acked & ? = 0 ORDER BY seq LIMIT ?"));
+  VG_RETURN_IF_ERROR(r->impl_->batches.Prepare(
       r->impl_->db.get(),
-      "SELECT seq, patient, body, rx_ms FROM readings WHERE seq > ? ORDER BY seq LIMIT ?"));
+      "SELECT seq, patient, rx_ms, count, format, 0, body FROM batches "
+      "WHERE seq > ? AND acked & ? = 0 ORDER BY seq LIMIT ?"));
   return r;
 }
 
@@ -303,17 +712,21 @@ OutboxReader::~OutboxReader() = default;
 
 namespace {
 
-Status ReadRows(sqlite3* db, sqlite::Stmt& st, std::uint64_t after, std::size_t limit,
-                std::vector<OutboxRow>& out) {
+Status ReadRows(sqlite3* db, sqlite::Stmt& st, int bit, std::uint64_t after, std::size_t limit,
+                std::vector<StoredRow>& out) {
   st.BindInt(1, static_cast<std::int64_t>(after));
-  st.BindInt(2, static_cast<std::int64_t>(limit));
+  st.BindInt(2, std::int64_t{1} << bit);
+  st.BindInt(3, static_cast<std::int64_t>(limit));
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    OutboxRow row;
+    StoredRow row;
     row.seq = static_cast<std::uint64_t>(st.Int(0));
     row.patient = std::string(st.Text(1));
-    row.body = std::string(st.Text(2));
-    row.rx_ms = st.Int(3);
+    row.rx_ms = st.Int(2);
+    row.count = static_cast<std::uint32_t>(st.Int(3));
+    row.format = st.Int(4) == 1 ? RowFormat::kBatch : RowFormat::kSingle;
+    row.kind = st.Int(5) == 1 ? EventKind::kAudit : EventKind::kAlert;
+    row.body = std::string(st.Text(6));
     out.push_back(std::move(row));
   }
   st.Reset();
@@ -322,31 +735,42 @@ Status ReadRows(sqlite3* db, sqlite::Stmt& st, std::uint64_t after, std::size_t 
 
 }  // namespace
 
-Status OutboxReader::ReadAlerts(std::uint64_t after, std::size_t limit, std::vector<OutboxRow>& out) {
-  return ReadRows(impl_->db.get(), impl_->alerts, after, limit, out);
+Status OutboxReader::ReadEvents(int bit, std::uint64_t after, std::size_t limit,
+                                std::vector<StoredRow>& out) {
+  return ReadRows(impl_->db.get(), impl_->events, bit, after, limit, out);
 }
 
-Status OutboxReader::ReadReadings(std::uint64_t after, std::size_t limit,
-                                  std::vector<OutboxRow>& out) {
-  return ReadRows(impl_->db.get(), impl_->readings, after, limit, out);
+Status OutboxReader::ReadBatches(int bit, std::uint64_t after, std::size_t limit,
+                                 std::vector<StoredRow>& out) {
+  return ReadRows(impl_->db.get(), impl_->batches, bit, after, limit, out);
 }
 
-Result<std::uint64_t> OutboxReader::CountReadings() {
-  auto n = impl_->db.QueryInt("SELECT count(*) FROM readings");
-  if (!n.ok()) return n.status();
-  return static_cast<std::uint64_t>(*n);
-}
-
-Result<std::uint64_t> OutboxReader::CountAlerts() {
-  auto n = impl_->db.QueryInt("SELECT count(*) FROM alerts");
-  if (!n.ok()) return n.status();
-  return static_cast<std::uint64_t>(*n);
-}
-
-Result<std::int64_t> OutboxReader::OldestReadingRxMs() {
-  auto n = impl_->db.QueryInt("SELECT coalesce((SELECT rx_ms FROM readings ORDER BY seq LIMIT 1), 0)");
+Result<std::int64_t> OutboxReader::OldestUnackedRxMs(int bit) {
+  const std::string mask = std::to_string(std::int64_t{1} << bit);
+  auto n = impl_->db.QueryInt(
+      "SELECT coalesce(min(rx), 0) FROM ("
+      "SELECT (SELECT rx_ms FROM batches WHERE acked & " + mask + " = 0 ORDER BY seq LIMIT 1) AS rx "
+      "UNION ALL SELECT (SELECT rx_ms FROM alerts WHERE acked & " + mask + " = 0 ORDER BY seq LIMIT 1))");
   if (!n.ok()) return n.status();
   return *n;
+}
+
+Result<OutboxReader::Backlog> OutboxReader::CountUnacked(int bit) {
+  const std::string mask = std::to_string(std::int64_t{1} << bit);
+  auto r = impl_->db.QueryInt("SELECT coalesce(sum(count), 0) FROM batches WHERE acked & " + mask + " = 0");
+  if (!r.ok()) return r.status();
+  auto e = impl_->db.QueryInt("SELECT count(*) FROM alerts WHERE acked & " + mask + " = 0");
+  if (!e.ok()) return e.status();
+  return Backlog{static_cast<std::uint64_t>(*r), static_cast<std::uint64_t>(*e)};
+}
+
+Result<std::uint64_t> OutboxReader::CountDeadLetters(const std::string& destination) {
+  sqlite::Stmt st;
+  VG_RETURN_IF_ERROR(st.Prepare(impl_->db.get(), "SELECT count(*) FROM dead_letters WHERE destination = ?"));
+  st.BindText(1, destination);
+  const int rc = st.Step();
+  if (rc != SQLITE_ROW) return sqlite::ToStatus(impl_->db.get(), rc, "storage: dead letters");
+  return static_cast<std::uint64_t>(st.Int(0));
 }
 
 }  // namespace vg

@@ -1,14 +1,71 @@
 #include "vitalgate/store/writer.h"
 
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include "vitalgate/core/json_text.h"
+#include "vitalgate/core/timefmt.h"
+
 namespace vg {
+namespace {
+
+std::string Hex(const unsigned char* data, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    out += kHex[data[i] >> 4];
+    out += kHex[data[i] & 0xF];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string AuditHash(const AuditEntry& e) {
+  // Length-prefixed fields, so no two different entries hash the same input.
+  std::string input;
+  for (const std::string& field :
+       {e.prev, std::to_string(e.seq), std::to_string(e.ts_ms), e.kind, e.actor, e.detail}) {
+    input += std::to_string(field.size());
+    input += ':';
+    input += field;
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
+  return Hex(digest, len);
+}
+
+std::string AuditEventJson(const AuditEntry& e, const IdFormat& ids) {
+  std::string out = "{\"id\":\"";
+  out += ids.instance();
+  out += "-audit-";
+  AppendUint(out, e.seq);
+  out += "\",\"seq\":";
+  AppendUint(out, e.seq);
+  out += ",\"kind\":";
+  AppendJsonString(out, e.kind);
+  out += ",\"actor\":";
+  AppendJsonString(out, e.actor);
+  out += ",\"detail\":";
+  out += e.detail.empty() ? "{}" : e.detail;
+  out += ",\"ts\":\"";
+  AppendRfc3339(out, e.ts_ms);
+  out += "\",\"prev\":\"";
+  out += e.prev;
+  out += "\",\"hash\":\"";
+  out += e.hash;
+  out += "\"}";
+  return out;
+}
 
 OutboxWriter::OutboxWriter(std::unique_ptr<OutboxStore> store, SpscRing<Reading>& readings,
                            SpscRing<AlertEvent>& alerts, DeliveryQueue& delivered,
                            VolatileQueue& volatile_out, PayloadContext payload,
-                           Doorbell& wake_self, Doorbell& wake_forwarder, GatewayStats& stats,
-                           OutboxWriterOptions options, OutboxWriterEvents events)
+                           Doorbell& wake_self, std::vector<Doorbell*> wake_destinations,
+                           GatewayStats& stats, OutboxWriterOptions options,
+                           OutboxWriterEvents events)
     : store_(std::move(store)),
       readings_(readings),
       alerts_(alerts),
@@ -16,15 +73,22 @@ OutboxWriter::OutboxWriter(std::unique_ptr<OutboxStore> store, SpscRing<Reading>
       volatile_(volatile_out),
       payload_(payload),
       wake_self_(wake_self),
-      wake_forwarder_(wake_forwarder),
+      wake_destinations_(std::move(wake_destinations)),
       stats_(stats),
       options_(std::move(options)),
-      events_(std::move(events)) {
+      callbacks_(std::move(events)) {
   if (!store_) {
     healthy_ = false;
     failing_since_ = std::chrono::steady_clock::now() - options_.volatile_after;
     last_open_attempt_ = std::chrono::steady_clock::now();
     stats_.store_healthy.store(false);
+  } else {
+    event_seq_ = store_->max_event_seq();
+    auto last = store_->LastAuditEntry();
+    if (last.ok() && *last) {
+      audit_seq_ = (*last)->seq;
+      audit_prev_ = (*last)->hash;
+    }
   }
 }
 
@@ -44,58 +108,128 @@ void OutboxWriter::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void OutboxWriter::Seal(OutboxRow& row, bool alert) {
-  if (!options_.at_rest_key) return;
-  auto sealed = AeadSeal(*options_.at_rest_key, BodyAad(alert, row.seq), row.body);
-  if (sealed.ok()) {
-    row.body = AeadPack(*sealed);
-  } else {
-    // Without randomness nothing can be sealed; the row must not be stored in clear.
-    spdlog::critical("storage: cannot encrypt a row: {}", sealed.status().message());
-    row.body.clear();
+void OutboxWriter::Submit(StoreCommand command) {
+  {
+    std::lock_guard lock(command_mu_);
+    incoming_.push_back(std::move(command));
+    has_commands_.store(true, std::memory_order_release);
   }
+  wake_self_.Ring();
+}
+
+std::string OutboxWriter::Seal(std::string body, bool event, RowFormat format,
+                               std::uint64_t seq) const {
+  if (!options_.at_rest_key) return body;
+  auto sealed = AeadSeal(*options_.at_rest_key, BodyAad(event, format, seq), body);
+  if (sealed.ok()) return AeadPack(*sealed);
+  // Without randomness nothing can be sealed; the row must not be stored in clear.
+  spdlog::critical("storage: cannot encrypt a row: {}", sealed.status().message());
+  return "";
+}
+
+void OutboxWriter::ChainAudit(const StoreCommand::Audit& a) {
+  AuditEntry e;
+  e.seq = ++audit_seq_;
+  e.ts_ms = a.ts_ms;
+  e.kind = a.kind;
+  e.actor = a.actor;
+  e.detail = a.detail;
+  e.prev = audit_prev_;
+  e.hash = AuditHash(e);
+  audit_prev_ = e.hash;
+  StoredRow row;
+  row.seq = ++event_seq_;
+  row.patient = "";
+  row.rx_ms = a.ts_ms;
+  row.kind = EventKind::kAudit;
+  row.body = AuditEventJson(e, *payload_.ids);
+  events_.push_back(std::move(row));
+  side_.audit.push_back(std::move(e));
 }
 
 void OutboxWriter::Fill() {
+  if (has_commands_.load(std::memory_order_acquire)) {
+    std::vector<StoreCommand> incoming;
+    {
+      std::lock_guard lock(command_mu_);
+      incoming.swap(incoming_);
+      has_commands_.store(false, std::memory_order_release);
+    }
+    for (StoreCommand& c : incoming) {
+      for (Assignment& a : c.assignments) side_.assignments.push_back(std::move(a));
+      for (const StoreCommand::Audit& a : c.audit) ChainAudit(a);
+      c.assignments.clear();
+      commands_.push_back(std::move(c));
+    }
+  }
   AlertEvent e;
   bool took_alerts = false;
   while (alerts_.TryPop(e)) {
     took_alerts = true;
-    OutboxRow row;
-    row.seq = e.id;
+    StoredRow row;
+    row.seq = ++event_seq_;
     row.patient = payload_.patients->Name(e.patient);
     row.rx_ms = e.ts_ms;
+    row.kind = EventKind::kAlert;
     AppendAlertJson(row.body, e, payload_);
-    Seal(row, /*alert=*/true);
-    batch_.alerts.push_back(std::move(row));
+    events_.push_back(std::move(row));
+    // The open alarm's state goes with its event, in the same transaction.
+    OpenAlarmChange change;
+    payload_.ids->Append(change.alarm, e.alarm_id);
+    const bool open = e.state == AlertState::kActive || e.state == AlertState::kAcknowledged;
+    if (open && !e.persist.empty()) {
+      change.state = Seal(std::move(e.persist), true, RowFormat::kSingle, 0);
+      if (change.state.empty()) continue;
+    } else if (open) {
+      continue;  // not an alarm with state (e.g. a score update)
+    }
+    side_.alarms.push_back(std::move(change));
   }
   // New alerts are committed on their own, in a small transaction ahead of any bulk work
   // (readings, deletions of a draining backlog), so they reach the broker first.
-  if (took_alerts && healthy_ && batch_.readings.empty() && batch_.acked_readings.empty()) return;
+  if (took_alerts && healthy_ && batches_.empty() && side_.acks.empty()) return;
   // In memory while the outbox fails: at most this many readings (then the engine's ring fills
   // and the engine counts what it cannot hand over).
   const std::size_t per_txn =
       store_ ? std::min(options_.batch_max_rows, store_->max_batch_rows()) : options_.batch_max_rows;
   const std::size_t limit = healthy_ ? per_txn : options_.batch_max_rows * 16;
-  const std::size_t room = limit > batch_.readings.size() ? limit - batch_.readings.size() : 0;
+  const std::size_t room = limit > pending_readings_ ? limit - pending_readings_ : 0;
+  const DeviceDirectory* devices = payload_.devices;
   readings_.Drain(
       [&](const Reading& r) {
-        OutboxRow row;
-        row.seq = r.id;
-        row.patient = payload_.patients->Name(r.patient);
-        row.rx_ms = r.rx_ms;
-        row.body.reserve(128);
+        auto [it, added] = open_row_.try_emplace(r.patient, batches_.size());
+        if (added) {
+          StoredRow row;
+          row.seq = r.id;  // the first reading's id: key order is commit order
+          row.patient = payload_.patients->Name(r.patient);
+          row.rx_ms = r.rx_ms;
+          row.count = 0;
+          row.format = RowFormat::kBatch;
+          row.body.reserve(256);
+          batches_.push_back(std::move(row));
+        }
+        StoredRow& row = batches_[it->second];
+        if (row.count > 0) row.body += '\n';
         AppendReadingJson(row.body, r, payload_);
-        Seal(row, /*alert=*/false);
-        batch_.readings.push_back(std::move(row));
+        ++row.count;
+        ++pending_readings_;
+        if (r.record_key != 0 && devices != nullptr && r.device < devices->size()) {
+          side_.records.push_back(RecordKey{devices->Name(r.device), r.record_key, r.ts_ms});
+        }
       },
       room);
   if (delivered_.HasWork()) {
     DeliveryQueue::Batch d = delivered_.Take();
-    batch_.acked_readings.insert(batch_.acked_readings.end(), d.readings.begin(), d.readings.end());
-    batch_.acked_alerts.insert(batch_.acked_alerts.end(), d.alerts.begin(), d.alerts.end());
-    batch_ticket_ = std::max(batch_ticket_, d.ticket);
+    for (DestinationAcks& a : d.acks) side_.acks.push_back(std::move(a));
+    for (DeadLetter& dl : d.dead_letters) {
+      dl.body = Seal(std::move(dl.body), true, RowFormat::kSingle, 0);
+      side_.dead_letters.push_back(std::move(dl));
+    }
   }
+}
+
+bool OutboxWriter::Pending() const {
+  return !batches_.empty() || !events_.empty() || !side_.empty() || !commands_.empty();
 }
 
 void OutboxWriter::Healthy() {
@@ -105,7 +239,7 @@ void OutboxWriter::Healthy() {
   volatile_mode_ = false;
   stats_.store_healthy.store(true);
   spdlog::info("storage: commits succeed again; delivery is durable again");
-  if (events_.on_health) events_.on_health(true, "");
+  if (callbacks_.on_health) callbacks_.on_health(true, "");
 }
 
 void OutboxWriter::Unhealthy(const Status& s) {
@@ -118,53 +252,81 @@ void OutboxWriter::Unhealthy(const Status& s) {
     spdlog::error("storage: commit failed ({}); alerts are forwarded from memory, readings held "
                   "for {} s before they are too",
                   s.message(), options_.volatile_after.count() / 1000);
-    if (events_.on_health) events_.on_health(false, s.message());
+    if (callbacks_.on_health) callbacks_.on_health(false, s.message());
   }
 }
 
 void OutboxWriter::GoVolatile() {
-  // Alarms must not wait for a disk: hand every new alert to the forwarder at once (it is also
-  // kept in the batch, so it is stored and sent again, same id, once the outbox works).
-  for (; alerts_sent_volatile_ < batch_.alerts.size(); ++alerts_sent_volatile_) {
-    volatile_.PushAlert(batch_.alerts[alerts_sent_volatile_]);
+  // Alarms must not wait for a disk: hand every new event to the forwarder at once (it is also
+  // kept, so it is stored and sent again, same id, once the outbox works).
+  for (; events_sent_volatile_ < events_.size(); ++events_sent_volatile_) {
+    volatile_.PushEvent(events_[events_sent_volatile_]);
   }
   if (!volatile_mode_ && std::chrono::steady_clock::now() - failing_since_ >= options_.volatile_after) {
     volatile_mode_ = true;
     spdlog::error("storage: still failing; forwarding readings from memory without a durable copy");
   }
-  if (volatile_mode_ && !batch_.readings.empty()) {
+  if (volatile_mode_ && !batches_.empty()) {
     std::vector<std::string> patients;
-    for (const OutboxRow& r : batch_.readings) {
-      if (patients.empty() || patients.back() != r.patient) patients.push_back(r.patient);
-    }
-    const std::size_t dropped = volatile_.PushReadings(std::move(batch_.readings));
-    batch_.readings.clear();
+    for (const StoredRow& r : batches_) patients.push_back(r.patient);
+    const std::size_t dropped = volatile_.PushBatches(std::move(batches_));
+    batches_.clear();
+    open_row_.clear();
+    pending_readings_ = 0;
     if (dropped > 0) {
       stats_.readings_evicted.fetch_add(dropped, std::memory_order_relaxed);
-      if (events_.on_dropped) events_.on_dropped(dropped, patients);
+      if (callbacks_.on_dropped) callbacks_.on_dropped(dropped, patients);
     }
   }
-  wake_forwarder_.Ring();
+  if (!wake_destinations_.empty()) wake_destinations_.front()->Ring();
+}
+
+void OutboxWriter::FinishCommands(const Status& s) {
+  for (StoreCommand& c : commands_) {
+    if (c.done) c.done(s);
+  }
+  commands_.clear();
 }
 
 bool OutboxWriter::CommitOnce() {
   if (!store_) {
     // No outbox at all: everything goes to the forwarder from memory.
     GoVolatile();
-    batch_.alerts.clear();
-    alerts_sent_volatile_ = 0;
-    batch_.acked_readings.clear();
-    batch_.acked_alerts.clear();
+    events_.clear();
+    events_sent_volatile_ = 0;
+    side_.clear();
+    FinishCommands(Unavailable("storage: no outbox"));
     return true;
   }
-  Status s = store_->Commit(batch_);
-  if (s.code() == StatusCode::kResourceExhausted && store_->CheckpointTruncate().ok()) {
-    s = store_->Commit(batch_);  // the disk was full of WAL
+  auto build = [&] {
+    WriteBatch b = side_;
+    b.events.reserve(events_.size());
+    for (const StoredRow& r : events_) {
+      StoredRow sealed = r;
+      sealed.body = Seal(r.body, true, RowFormat::kSingle, r.seq);
+      b.events.push_back(std::move(sealed));
+    }
+    b.batches.reserve(batches_.size());
+    for (const StoredRow& r : batches_) {
+      StoredRow sealed = r;
+      sealed.body = Seal(r.body, false, RowFormat::kBatch, r.seq);
+      b.batches.push_back(std::move(sealed));
+    }
+    return b;
+  };
+  WriteBatch batch = build();
+  Status s = store_->Commit(batch);
+  if (s.code() == StatusCode::kResourceExhausted) {
+    // The disk (or max_bytes) is full. Give back the reserve first, so that the WAL has room
+    // for the deletions below, then make room by evicting the oldest undelivered readings
+    // (never alerts) and retry.
+    const bool released = store_->ReleaseReserve();
+    if (released) spdlog::warn("storage: disk full; released the reserve to make room");
+    if (store_->CheckpointTruncate().ok() || released) s = store_->Commit(batch);
   }
-  // Full: make room by evicting the oldest undelivered readings (never alerts), then retry.
   for (int round = 0; s.code() == StatusCode::kResourceExhausted && round < 8; ++round) {
     const std::uint64_t want =
-        std::max<std::uint64_t>({1000, batch_.readings.size(), store_->reading_rows() / 100});
+        std::max<std::uint64_t>({1000, pending_readings_, store_->reading_rows() / 100});
     std::vector<std::string> patients;
     auto evicted = store_->EvictOldestReadings(want, &patients);
     if (!evicted.ok()) {
@@ -172,48 +334,59 @@ bool OutboxWriter::CommitOnce() {
       break;
     }
     if (*evicted == 0) {
-      // Nothing left to evict: drop this batch's readings, keep its alerts.
-      if (batch_.readings.empty()) break;
-      const std::uint64_t n = batch_.readings.size();
+      // Nothing left to evict: drop this round's readings, keep its alerts.
+      if (batches_.empty()) break;
       std::vector<std::string> batch_patients;
-      for (const OutboxRow& r : batch_.readings) batch_patients.push_back(r.patient);
-      batch_.readings.clear();
+      for (const StoredRow& r : batches_) batch_patients.push_back(r.patient);
+      const std::uint64_t n = pending_readings_;
+      batches_.clear();
+      open_row_.clear();
+      pending_readings_ = 0;
+      side_.records.clear();
       stats_.readings_evicted.fetch_add(n, std::memory_order_relaxed);
-      if (events_.on_dropped) events_.on_dropped(n, batch_patients);
+      if (callbacks_.on_dropped) callbacks_.on_dropped(n, batch_patients);
     } else {
       stats_.readings_evicted.fetch_add(*evicted, std::memory_order_relaxed);
       spdlog::warn("storage: outbox full; dropped the {} oldest undelivered readings", *evicted);
-      if (events_.on_dropped) events_.on_dropped(*evicted, patients);
+      if (callbacks_.on_dropped) callbacks_.on_dropped(*evicted, patients);
     }
-    s = store_->Commit(batch_);
+    (void)store_->CheckpointTruncate();  // best effort: frees the WAL's space if it can
+    batch = build();
+    s = store_->Commit(batch);
   }
   if (!s.ok()) {
     Unhealthy(s);
     GoVolatile();
-    // Alerts wait in memory for the outbox to come back (they were forwarded already); past
+    // Events wait in memory for the outbox to come back (they were forwarded already); past
     // this bound the oldest are kept only by the forwarder's delivery.
-    constexpr std::size_t kMaxHeldAlerts = 10000;
-    if (batch_.alerts.size() > kMaxHeldAlerts) {
-      const std::size_t n = batch_.alerts.size() - kMaxHeldAlerts;
-      batch_.alerts.erase(batch_.alerts.begin(), batch_.alerts.begin() + static_cast<std::ptrdiff_t>(n));
-      alerts_sent_volatile_ -= std::min(alerts_sent_volatile_, n);
+    constexpr std::size_t kMaxHeldEvents = 10000;
+    if (events_.size() > kMaxHeldEvents) {
+      const std::size_t n = events_.size() - kMaxHeldEvents;
+      events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n));
+      events_sent_volatile_ -= std::min(events_sent_volatile_, n);
     }
     return false;
   }
   stats_.store_commits.fetch_add(1, std::memory_order_relaxed);
-  stats_.readings_committed.fetch_add(batch_.readings.size(), std::memory_order_relaxed);
-  stats_.alerts_committed.fetch_add(batch_.alerts.size(), std::memory_order_relaxed);
+  stats_.readings_committed.fetch_add(pending_readings_, std::memory_order_relaxed);
+  stats_.alerts_committed.fetch_add(events_.size(), std::memory_order_relaxed);
   stats_.backlog_readings.store(store_->reading_rows(), std::memory_order_relaxed);
   stats_.backlog_alerts.store(store_->alert_rows(), std::memory_order_relaxed);
-  if (batch_ticket_ != 0) delivered_.MarkCommitted(batch_ticket_);
-  batch_.clear();
-  alerts_sent_volatile_ = 0;
-  wake_forwarder_.Ring();
+  stats_.backlog_bytes.store(store_->backlog_bytes(), std::memory_order_relaxed);
+  batches_.clear();
+  open_row_.clear();
+  pending_readings_ = 0;
+  events_.clear();
+  events_sent_volatile_ = 0;
+  side_.clear();
+  FinishCommands(Status::Ok());
+  for (Doorbell* d : wake_destinations_) d->Ring();
   Healthy();
   return true;
 }
 
 void OutboxWriter::Run() {
+  auto last_reserve_check = std::chrono::steady_clock::now();
   while (true) {
     stats_.store_loops.fetch_add(1, std::memory_order_relaxed);
     if (!store_ && std::chrono::steady_clock::now() - last_open_attempt_ >= options_.reopen_every) {
@@ -221,17 +394,19 @@ void OutboxWriter::Run() {
       auto opened = OutboxStore::Open(options_.reopen);
       if (opened.ok()) {
         store_ = std::move(*opened);
+        event_seq_ = std::max(event_seq_, store_->max_event_seq());
         spdlog::info("storage: outbox {} is available now", store_->path());
-        if (events_.on_opened) events_.on_opened(*store_);
+        if (callbacks_.on_opened) callbacks_.on_opened(*store_);
         Healthy();
       }
     }
     Fill();
-    if (!batch_.empty()) {
+    if (Pending()) {
       if (CommitOnce()) continue;  // more may have queued while committing
       if (stop_.load(std::memory_order_acquire) && failures_ >= 3) {
-        spdlog::error("storage: giving up at shutdown; {} readings and {} alerts not stored",
-                      batch_.readings.size(), batch_.alerts.size());
+        spdlog::error("storage: giving up at shutdown; {} readings and {} events not stored",
+                      pending_readings_, events_.size());
+        FinishCommands(Unavailable("storage: stopped before it could commit"));
         break;
       }
       if (!store_) {
@@ -245,13 +420,17 @@ void OutboxWriter::Run() {
       continue;
     }
     if (stop_.load(std::memory_order_acquire) && readings_.Empty() && alerts_.Empty()) break;
-    if (store_) stats_.backlog_bytes.store(store_->SizeBytes(), std::memory_order_relaxed);
+    // Once the disk has room again, take the reserve back (at most every 10 s).
+    if (store_ && std::chrono::steady_clock::now() - last_reserve_check > std::chrono::seconds(10)) {
+      last_reserve_check = std::chrono::steady_clock::now();
+      store_->RestoreReserve();
+    }
     wake_self_.Wait(std::chrono::milliseconds(200), [this] {
       return !readings_.Empty() || !alerts_.Empty() || delivered_.HasWork() ||
-             stop_.load(std::memory_order_acquire);
+             has_commands_.load(std::memory_order_acquire) || stop_.load(std::memory_order_acquire);
     });
   }
-  wake_forwarder_.Ring();
+  for (Doorbell* d : wake_destinations_) d->Ring();
 }
 
 }  // namespace vg

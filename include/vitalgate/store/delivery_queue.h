@@ -1,10 +1,9 @@
-// DeliveryQueue: ids the broker has acknowledged, handed from the forwarder thread to the store
-// thread, which deletes them in its next transaction.
+// DeliveryQueue: what the destinations are done with (acknowledged rows, per destination, and
+// dead letters), handed from the destination threads to the store thread, which applies them in
+// its next transaction.
 //
-// Outside the reading->alert hot path, so a mutex is fine here. The forwarder also needs to know
-// which acknowledged ids are not yet deleted (to skip them when it re-reads after a reconnect):
-// every Push() returns a ticket, and the store publishes the highest ticket it has committed.
-// Thread-safety: Push()/committed() from the forwarder; Take()/MarkCommitted() from the store.
+// Outside the reading->alert hot path, so a mutex is fine here.
+// Thread-safety: Push() from any destination thread; Take() from the store thread.
 #pragma once
 
 #include <atomic>
@@ -12,24 +11,33 @@
 #include <mutex>
 #include <vector>
 
+#include "vitalgate/store/outbox.h"
+
 namespace vg {
 
 class DeliveryQueue {
  public:
   struct Batch {
-    std::vector<std::uint64_t> readings;
-    std::vector<std::uint64_t> alerts;
-    std::uint64_t ticket = 0;  // highest ticket included
+    std::vector<DestinationAcks> acks;
+    std::vector<DeadLetter> dead_letters;
   };
 
-  std::uint64_t Push(const std::vector<std::uint64_t>& readings,
-                     const std::vector<std::uint64_t>& alerts) {
+  void Push(int bit, std::vector<std::uint64_t> batches, std::vector<std::uint64_t> events,
+            std::vector<DeadLetter> dead_letters = {}) {
+    if (batches.empty() && events.empty() && dead_letters.empty()) return;
     std::lock_guard lock(mu_);
-    pending_.readings.insert(pending_.readings.end(), readings.begin(), readings.end());
-    pending_.alerts.insert(pending_.alerts.end(), alerts.begin(), alerts.end());
-    pending_.ticket = ++last_ticket_;
+    DestinationAcks* acks = nullptr;
+    for (DestinationAcks& a : pending_.acks) {
+      if (a.bit == bit) acks = &a;
+    }
+    if (acks == nullptr) {
+      pending_.acks.push_back(DestinationAcks{bit, {}, {}});
+      acks = &pending_.acks.back();
+    }
+    acks->batches.insert(acks->batches.end(), batches.begin(), batches.end());
+    acks->events.insert(acks->events.end(), events.begin(), events.end());
+    for (DeadLetter& d : dead_letters) pending_.dead_letters.push_back(std::move(d));
     has_work_.store(true, std::memory_order_release);
-    return pending_.ticket;
   }
 
   bool HasWork() const { return has_work_.load(std::memory_order_acquire); }
@@ -42,15 +50,10 @@ class DeliveryQueue {
     return out;
   }
 
-  void MarkCommitted(std::uint64_t ticket) { committed_.store(ticket, std::memory_order_release); }
-  std::uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
-
  private:
   std::mutex mu_;
   Batch pending_;
-  std::uint64_t last_ticket_ = 0;
   std::atomic<bool> has_work_{false};
-  std::atomic<std::uint64_t> committed_{0};
 };
 
 }  // namespace vg

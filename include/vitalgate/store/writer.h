@@ -1,16 +1,21 @@
 // OutboxWriter: the store thread. Drains accepted readings and alert events from the engine,
 // renders their JSON bodies, and commits them to the outbox in group commits (alerts first; one
-// transaction per round, as large as what is queued, at most batch_max_rows readings), together
-// with the deletions of what the broker acknowledged. After each commit it wakes the forwarder.
+// transaction per round, as large as what is queued, at most batch_max_rows readings, the
+// readings of each patient as one row), together with what the destinations are done with,
+// the open alarms' state, device records, assignments and audit entries. After each commit it
+// wakes the destinations.
 //
 // When the outbox is full (storage.max_bytes or the disk), the oldest undelivered readings are
-// evicted to make room, never alerts; every eviction is counted and reported. When commits fail
-// for other reasons (read-only or failing disk, no outbox at all), nothing stops: alerts go to
-// the forwarder at once through the VolatileQueue, readings are held in memory and, once the
-// failure has lasted `volatile_after`, forwarded from memory too (bounded; the oldest dropped
-// and counted). The writer retries the outbox with backoff and returns to durable delivery as
-// soon as a commit succeeds.
-// Thread-safety: Start/RequestStop/Join from the control thread; the rest runs on its thread.
+// evicted to make room, never alerts; every eviction is counted and reported. On a full disk
+// the reserve file next to the database is given back first, so that eviction and deletion of
+// delivered rows can still run. When commits fail for other reasons (read-only or failing disk,
+// no outbox at all), nothing stops: alerts go to the primary destination at once through the
+// VolatileQueue, readings are held in memory and, once the failure has lasted
+// `volatile_after`, forwarded from memory too (bounded; the oldest dropped and counted). The
+// writer retries the outbox with backoff and returns to durable delivery as soon as a commit
+// succeeds.
+// Thread-safety: Start/RequestStop/Join/Submit from the control thread; the rest runs on its
+// thread.
 #pragma once
 
 #include <atomic>
@@ -18,8 +23,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "vitalgate/core/aead.h"
 #include "vitalgate/core/alert.h"
@@ -36,8 +44,9 @@ namespace vg {
 
 struct OutboxWriterOptions {
   std::size_t batch_max_rows = 4096;
-  // With payload encryption on, bodies are stored sealed (AES-256-GCM, the row's table and id
-  // as associated data), so the outbox file reveals no vital signs.
+  // With payload encryption on, bodies (and alarm states, dead letters) are stored sealed
+  // (AES-256-GCM, the row's table, layout and key as associated data), so the outbox file
+  // reveals no vital signs.
   std::optional<AeadKey> at_rest_key;
   std::chrono::milliseconds volatile_after{5000};
   std::chrono::milliseconds reopen_every{10000};  // when there is no outbox at all
@@ -51,12 +60,33 @@ struct OutboxWriterEvents {
   std::function<void(OutboxStore& store)> on_opened;  // an outbox became available later
 };
 
+// Work for the store that does not come from the engine: assignments and audit entries. The
+// callback runs on the store thread once it is committed (ok) or could not be (the error).
+struct StoreCommand {
+  std::vector<Assignment> assignments;
+  // Audit entries: kind, actor and detail are the caller's; seq, time stamp and the hash chain
+  // are the writer's. Each is also published (delivered like alerts) on the audit topic.
+  struct Audit {
+    std::string kind;
+    std::string actor;
+    std::string detail;  // a JSON object
+    std::int64_t ts_ms = 0;
+  };
+  std::vector<Audit> audit;
+  std::function<void(const Status&)> done;
+};
+
+// The hash of an audit entry: SHA-256 over its fields and the previous entry's hash, hex.
+std::string AuditHash(const AuditEntry& entry);
+// The audit event as published on {prefix}/{gw}/audit.
+std::string AuditEventJson(const AuditEntry& entry, const IdFormat& ids);
+
 class OutboxWriter {
  public:
   // `store` may be null when the outbox could not be opened at start.
   OutboxWriter(std::unique_ptr<OutboxStore> store, SpscRing<Reading>& readings,
                SpscRing<AlertEvent>& alerts, DeliveryQueue& delivered, VolatileQueue& volatile_out,
-               PayloadContext payload, Doorbell& wake_self, Doorbell& wake_forwarder,
+               PayloadContext payload, Doorbell& wake_self, std::vector<Doorbell*> wake_destinations,
                GatewayStats& stats, OutboxWriterOptions options, OutboxWriterEvents events);
   ~OutboxWriter();
 
@@ -64,17 +94,22 @@ class OutboxWriter {
   // After the engine has stopped: commit everything queued, then exit.
   void RequestStop();
   void Join();
+  // Any thread: queue `command` for the next transaction.
+  void Submit(StoreCommand command);
 
   OutboxStore* store() const { return store_.get(); }
 
  private:
   void Run();
   void Fill();
-  void Seal(OutboxRow& row, bool alert);
-  bool CommitOnce();  // true when the batch is now empty (committed or handed on)
+  std::string Seal(std::string body, bool event, RowFormat format, std::uint64_t seq) const;
+  bool CommitOnce();  // true when the pending work is now empty (committed or handed on)
   void Unhealthy(const Status& s);
   void Healthy();
   void GoVolatile();
+  bool Pending() const;
+  void FinishCommands(const Status& s);
+  void ChainAudit(const StoreCommand::Audit& a);
 
   std::unique_ptr<OutboxStore> store_;
   SpscRing<Reading>& readings_;
@@ -83,13 +118,27 @@ class OutboxWriter {
   VolatileQueue& volatile_;
   PayloadContext payload_;
   Doorbell& wake_self_;
-  Doorbell& wake_forwarder_;
+  std::vector<Doorbell*> wake_destinations_;
   GatewayStats& stats_;
   OutboxWriterOptions options_;
-  OutboxWriterEvents events_;
-  WriteBatch batch_;
-  std::size_t alerts_sent_volatile_ = 0;  // batch_.alerts[0..n) already handed to the forwarder
-  std::uint64_t batch_ticket_ = 0;
+  OutboxWriterEvents callbacks_;
+
+  // Pending, in clear: sealed copies are made for each commit attempt.
+  std::vector<StoredRow> batches_;       // reading rows of this round, one per patient
+  std::unordered_map<PatientIndex, std::size_t> open_row_;  // patient -> row in batches_
+  std::size_t pending_readings_ = 0;
+  std::vector<StoredRow> events_;
+  std::size_t events_sent_volatile_ = 0;  // events_[0..n) already handed to the forwarder
+  WriteBatch side_;                       // acks, dead letters, alarms, records, ...
+  std::vector<StoreCommand> commands_;    // committed with side_
+
+  std::mutex command_mu_;
+  std::vector<StoreCommand> incoming_;
+  std::atomic<bool> has_commands_{false};
+  std::uint64_t event_seq_ = 0;  // key of the last event row
+  std::uint64_t audit_seq_ = 0;
+  std::string audit_prev_;
+
   bool healthy_ = true;
   bool volatile_mode_ = false;
   int failures_ = 0;

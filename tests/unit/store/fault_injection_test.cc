@@ -25,17 +25,32 @@ std::uint64_t RowsIn(std::uint64_t b) { return 1 + (b * 37) % 40; }
 
 // The child: commits batches forever, reporting each acknowledged batch number on `fd`.
 [[noreturn]] void WriterProcess(const std::string& path, bool full, int fd) {
-  auto store = OutboxStore::Open(StoreOptions{path, 64ull << 20, full, testing::kFaultVfsName});
+  StoreOptions options;
+  options.path = path;
+  options.max_bytes = 64ull << 20;
+  options.synchronous_full = full;
+  options.vfs = testing::kFaultVfsName;
+  options.reserve_bytes = 0;
+  auto store = OutboxStore::Open(options);
   if (!store.ok()) ::_exit(3);
   for (std::uint64_t b = 1;; ++b) {
     WriteBatch batch;
+    // One stored row per reading (each a different patient's batch of one), so a torn commit
+    // would show as some rows of a group commit without the others.
     for (std::uint64_t i = 1; i <= RowsIn(b); ++i) {
-      batch.readings.push_back(
-          OutboxRow{b * kRowsPerBatch + i, "p", std::string(200, static_cast<char>('a' + b % 26)), 0});
+      StoredRow row;
+      row.seq = b * kRowsPerBatch + i;
+      row.patient = "p" + std::to_string(i);
+      row.count = 1;
+      row.format = RowFormat::kBatch;
+      row.body = std::string(200, static_cast<char>('a' + b % 26));
+      batch.batches.push_back(std::move(row));
     }
     if (b > kAckLag) {
       const std::uint64_t gone = b - kAckLag;
-      for (std::uint64_t i = 1; i <= RowsIn(gone); ++i) batch.acked_readings.push_back(gone * kRowsPerBatch + i);
+      DestinationAcks acks{0, {}, {}};
+      for (std::uint64_t i = 1; i <= RowsIn(gone); ++i) acks.batches.push_back(gone * kRowsPerBatch + i);
+      batch.acks.push_back(std::move(acks));
     }
     if (!(*store)->Commit(batch).ok()) ::_exit(4);
     if (::write(fd, &b, sizeof b) != sizeof b) ::_exit(5);
@@ -73,9 +88,9 @@ CrashResult CrashOnce(const std::string& path, bool full, std::uint64_t kill_aft
   auto reader = OutboxReader::Open(path);
   std::set<std::uint64_t> present;
   if (reader.ok()) {
-    std::vector<OutboxRow> rows;
-    EXPECT_TRUE((*reader)->ReadReadings(0, 1'000'000, rows).ok());
-    for (const OutboxRow& row : rows) present.insert(row.seq);
+    std::vector<StoredRow> rows;
+    EXPECT_TRUE((*reader)->ReadBatches(0, 0, 1'000'000, rows).ok());
+    for (const StoredRow& row : rows) present.insert(row.seq);
   }
   std::map<std::uint64_t, std::uint64_t> per_batch;
   for (std::uint64_t seq : present) ++per_batch[seq / kRowsPerBatch];

@@ -1,12 +1,25 @@
-// The outbox: committed rows survive reopening; only acknowledged rows are removed.
+// The outbox: committed rows survive reopening; a row leaves only when every destination has
+// acknowledged it; files from the previous release are migrated; eviction keeps alerts.
 #include "vitalgate/store/outbox.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "vitalgate/core/aead.h"
+#include "vitalgate/forward/envelope.h"
+
+#ifndef VG_FIXTURES_DIR
+#error "VG_FIXTURES_DIR must name tests/fixtures"
+#endif
 
 namespace vg {
 namespace {
@@ -20,23 +33,53 @@ class OutboxTest : public ::testing::Test {
   }
   void TearDown() override { Remove(); }
   void Remove() {
-    for (const char* s : {"", "-wal", "-shm"}) std::remove((path_ + s).c_str());
+    for (const char* s : {"", "-wal", "-shm", ".reserve"}) std::remove((path_ + s).c_str());
   }
-  std::unique_ptr<OutboxStore> Open(OpenReport* report = nullptr) {
-    auto s = OutboxStore::Open(StoreOptions{path_, 64ull << 20, true, ""}, report);
+  std::unique_ptr<OutboxStore> Open(std::vector<std::string> destinations = {},
+                                    OpenReport* report = nullptr) {
+    StoreOptions o;
+    o.path = path_;
+    o.max_bytes = 64ull << 20;
+    o.destinations = std::move(destinations);
+    o.reserve_bytes = 0;
+    auto s = OutboxStore::Open(o, report);
     EXPECT_TRUE(s.ok()) << s.status().message();
     return s.ok() ? std::move(*s) : nullptr;
   }
-  static OutboxRow Row(std::uint64_t seq, const std::string& patient) {
-    return OutboxRow{seq, patient, "{\"id\":" + std::to_string(seq) + "}", 1000 + static_cast<std::int64_t>(seq)};
+  static StoredRow Batch(std::uint64_t seq, const std::string& patient, int n) {
+    StoredRow r;
+    r.seq = seq;
+    r.patient = patient;
+    r.rx_ms = 1000 + static_cast<std::int64_t>(seq);
+    r.count = static_cast<std::uint32_t>(n);
+    r.format = RowFormat::kBatch;
+    for (int i = 0; i < n; ++i) {
+      if (i > 0) r.body += '\n';
+      r.body += "{\"id\":\"" + std::to_string(seq) + "." + std::to_string(i) + "\"}";
+    }
+    return r;
   }
-  std::vector<OutboxRow> ReadAll(bool alerts) {
+  static StoredRow Event(std::uint64_t seq, const std::string& patient) {
+    StoredRow r;
+    r.seq = seq;
+    r.patient = patient;
+    r.rx_ms = 5;
+    r.body = "{\"id\":\"e" + std::to_string(seq) + "\"}";
+    return r;
+  }
+  std::vector<StoredRow> Read(bool events, int bit = 0) {
     auto reader = OutboxReader::Open(path_);
     EXPECT_TRUE(reader.ok());
-    std::vector<OutboxRow> rows;
-    const Status s = alerts ? (*reader)->ReadAlerts(0, 1000, rows) : (*reader)->ReadReadings(0, 1000, rows);
+    std::vector<StoredRow> rows;
+    const Status s = events ? (*reader)->ReadEvents(bit, 0, 1000, rows)
+                            : (*reader)->ReadBatches(bit, 0, 1000, rows);
     EXPECT_TRUE(s.ok()) << s.message();
     return rows;
+  }
+  static WriteBatch Ack(int bit, std::vector<std::uint64_t> batches, std::vector<std::uint64_t> events = {}) {
+    WriteBatch b;
+    b.acks.push_back(DestinationAcks{bit, std::move(batches), std::move(events)});
+    return b;
   }
   std::string path_;
 };
@@ -44,38 +87,78 @@ class OutboxTest : public ::testing::Test {
 TEST_F(OutboxTest, CommitThenReadInOrder) {
   auto store = Open();
   WriteBatch b;
-  for (std::uint64_t i = 1; i <= 5; ++i) b.readings.push_back(Row(i, i % 2 ? "p-1" : "p-2"));
-  b.alerts.push_back(Row(100, "p-1"));
+  b.batches = {Batch(1, "p-1", 3), Batch(2, "p-2", 2)};
+  b.events = {Event(7, "p-1")};
   ASSERT_TRUE(store->Commit(b).ok());
-  EXPECT_EQ(store->reading_rows(), 5u);
+  EXPECT_EQ(store->reading_rows(), 5u) << "readings, not rows";
   EXPECT_EQ(store->alert_rows(), 1u);
-  auto rows = ReadAll(false);
-  ASSERT_EQ(rows.size(), 5u);
-  for (std::uint64_t i = 0; i < 5; ++i) EXPECT_EQ(rows[i].seq, i + 1);
+  EXPECT_GT(store->backlog_bytes(), 0u);
+  auto rows = Read(false);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].seq, 1u);
+  EXPECT_EQ(rows[0].count, 3u);
+  EXPECT_EQ(rows[0].format, RowFormat::kBatch);
+  EXPECT_EQ(SplitBatchBody(rows[0].body).size(), 3u);
   EXPECT_EQ(rows[1].patient, "p-2");
-  EXPECT_EQ(rows[4].body, "{\"id\":5}");
-  EXPECT_EQ(rows[0].rx_ms, 1001);
-  EXPECT_EQ(ReadAll(true).size(), 1u);
+  auto events = Read(true);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body, "{\"id\":\"e7\"}");
 }
 
 TEST_F(OutboxTest, AcknowledgedRowsAreDeletedOthersKept) {
   auto store = Open();
   WriteBatch b;
-  for (std::uint64_t i = 1; i <= 10; ++i) b.readings.push_back(Row(i, "p"));
+  for (std::uint64_t i = 1; i <= 10; ++i) b.batches.push_back(Batch(i, "p", 1));
   ASSERT_TRUE(store->Commit(b).ok());
-  WriteBatch ack;
-  ack.acked_readings = {1, 2, 3, 7};
-  ASSERT_TRUE(store->Commit(ack).ok());
-  auto rows = ReadAll(false);
+  ASSERT_TRUE(store->Commit(Ack(0, {1, 2, 3, 7})).ok());
+  auto rows = Read(false);
   ASSERT_EQ(rows.size(), 6u);
   EXPECT_EQ(rows[0].seq, 4u);
   EXPECT_EQ(store->reading_rows(), 6u);
   auto reader = OutboxReader::Open(path_);
-  std::vector<OutboxRow> after;
-  ASSERT_TRUE((*reader)->ReadReadings(5, 2, after).ok());
+  std::vector<StoredRow> after;
+  ASSERT_TRUE((*reader)->ReadBatches(0, 5, 2, after).ok());
   ASSERT_EQ(after.size(), 2u);
   EXPECT_EQ(after[0].seq, 6u);
   EXPECT_EQ(after[1].seq, 8u);
+}
+
+TEST_F(OutboxTest, ARowStaysUntilEveryDestinationHasIt) {
+  auto store = Open({"mqtt", "ehr", "hl7"});
+  const std::vector<int> bits = store->destination_bits();
+  ASSERT_EQ(bits.size(), 3u);
+  WriteBatch b;
+  b.batches = {Batch(1, "p", 2), Batch(2, "p", 1)};
+  b.events = {Event(3, "p")};
+  ASSERT_TRUE(store->Commit(b).ok());
+  ASSERT_TRUE(store->Commit(Ack(bits[0], {1, 2}, {3})).ok());
+  ASSERT_TRUE(store->Commit(Ack(bits[1], {1}, {3})).ok());
+  EXPECT_EQ(store->reading_rows(), 3u) << "hl7 has none of them yet";
+  // Each destination reads only what it has not acknowledged.
+  EXPECT_TRUE(Read(false, bits[0]).empty());
+  ASSERT_EQ(Read(false, bits[1]).size(), 1u);
+  EXPECT_EQ(Read(false, bits[1])[0].seq, 2u);
+  EXPECT_EQ(Read(false, bits[2]).size(), 2u);
+  ASSERT_TRUE(store->Commit(Ack(bits[2], {1}, {3})).ok());
+  EXPECT_EQ(store->reading_rows(), 1u) << "row 1 and the event are gone";
+  EXPECT_EQ(store->alert_rows(), 0u);
+  auto reader = OutboxReader::Open(path_);
+  auto backlog = (*reader)->CountUnacked(bits[2]);
+  ASSERT_TRUE(backlog.ok());
+  EXPECT_EQ(backlog->readings, 1u);
+}
+
+TEST_F(OutboxTest, ADestinationRemovedFromTheConfigNoLongerHoldsRowsBack) {
+  {
+    auto store = Open({"mqtt", "ehr"});
+    WriteBatch b;
+    b.batches = {Batch(1, "p", 1)};
+    ASSERT_TRUE(store->Commit(b).ok());
+    ASSERT_TRUE(store->Commit(Ack(store->destination_bits()[0], {1})).ok());
+    EXPECT_EQ(store->reading_rows(), 1u);
+  }
+  auto store = Open({"mqtt"});
+  EXPECT_EQ(store->reading_rows(), 0u) << "the only configured destination had it";
 }
 
 TEST_F(OutboxTest, UnacknowledgedRowsSurviveReopenAndGenerationGrows) {
@@ -86,19 +169,18 @@ TEST_F(OutboxTest, UnacknowledgedRowsSurviveReopenAndGenerationGrows) {
     gen1 = store->generation();
     instance = store->instance();
     WriteBatch b;
-    for (std::uint64_t i = 1; i <= 3; ++i) b.readings.push_back(Row(i, "p"));
-    b.alerts.push_back(Row(4, "p"));
+    b.batches = {Batch(1, "p", 1), Batch(2, "p", 1), Batch(3, "p", 1)};
+    b.events = {Event(4, "p")};
     ASSERT_TRUE(store->Commit(b).ok());
-    WriteBatch ack;
-    ack.acked_readings = {1};
-    ASSERT_TRUE(store->Commit(ack).ok());
+    ASSERT_TRUE(store->Commit(Ack(0, {1})).ok());
   }
   auto store = Open();
   EXPECT_EQ(store->generation(), gen1 + 1);
   EXPECT_EQ(store->instance(), instance);
   EXPECT_EQ(store->reading_rows(), 2u);
   EXPECT_EQ(store->alert_rows(), 1u);
-  auto rows = ReadAll(false);
+  EXPECT_EQ(store->max_event_seq(), 4u);
+  auto rows = Read(false);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].seq, 2u);
 }
@@ -106,7 +188,7 @@ TEST_F(OutboxTest, UnacknowledgedRowsSurviveReopenAndGenerationGrows) {
 TEST_F(OutboxTest, FilesArePrivate) {
   auto store = Open();
   WriteBatch b;
-  b.readings.push_back(Row(1, "p"));
+  b.batches = {Batch(1, "p", 1)};
   ASSERT_TRUE(store->Commit(b).ok());
   for (const char* s : {"", "-wal"}) {
     struct stat st {};
@@ -118,13 +200,13 @@ TEST_F(OutboxTest, FilesArePrivate) {
 TEST_F(OutboxTest, DamagedFileIsMovedAsideAndAFreshOneCreated) {
   std::ofstream(path_) << std::string(8192, 'g');  // not an SQLite database
   OpenReport report;
-  auto store = Open(&report);
+  auto store = Open({}, &report);
   ASSERT_NE(store, nullptr);
   EXPECT_FALSE(report.moved_aside.empty());
   EXPECT_EQ(::access(report.moved_aside.c_str(), F_OK), 0);
   EXPECT_EQ(store->reading_rows(), 0u);
   WriteBatch b;
-  b.readings.push_back(Row(1, "p"));
+  b.batches = {Batch(1, "p", 1)};
   EXPECT_TRUE(store->Commit(b).ok());
   std::remove(report.moved_aside.c_str());
 }
@@ -132,10 +214,146 @@ TEST_F(OutboxTest, DamagedFileIsMovedAsideAndAFreshOneCreated) {
 TEST_F(OutboxTest, DuplicateInsertIsIgnoredNotAnError) {
   auto store = Open();
   WriteBatch b;
-  b.readings.push_back(Row(1, "p"));
+  b.batches = {Batch(1, "p", 2)};
   ASSERT_TRUE(store->Commit(b).ok());
   ASSERT_TRUE(store->Commit(b).ok());
-  EXPECT_EQ(store->reading_rows(), 1u);
+  EXPECT_EQ(store->reading_rows(), 2u);
+}
+
+TEST_F(OutboxTest, EvictionDropsTheOldestReadingsAndNeverEvents) {
+  auto store = Open();
+  WriteBatch b;
+  for (std::uint64_t i = 1; i <= 20; ++i) b.batches.push_back(Batch(i, i % 2 ? "odd" : "even", 5));
+  b.events = {Event(100, "odd")};
+  ASSERT_TRUE(store->Commit(b).ok());
+  std::vector<std::string> patients;
+  auto evicted = store->EvictOldestReadings(12, &patients);
+  ASSERT_TRUE(evicted.ok());
+  EXPECT_EQ(*evicted, 15u) << "whole rows, oldest first, until at least 12";
+  EXPECT_EQ(store->reading_rows(), 85u);
+  EXPECT_EQ(Read(false).front().seq, 4u);
+  EXPECT_EQ(Read(true).size(), 1u);
+  EXPECT_EQ(std::set<std::string>(patients.begin(), patients.end()), (std::set<std::string>{"odd", "even"}));
+}
+
+TEST_F(OutboxTest, SideTablesAreKeptAcrossReopen) {
+  {
+    auto store = Open();
+    WriteBatch b;
+    b.alarms = {OpenAlarmChange{"a-1", "{\"v\":1}"}, OpenAlarmChange{"a-2", "{\"v\":1,\"x\":2}"}};
+    b.assignments = {Assignment{"ox-1", "p-9", "nurse", 7}, Assignment{"ox-2", std::nullopt, "nurse", 8}};
+    b.records = {RecordKey{"gl-1", 42, 1000}, RecordKey{"gl-1", 43, 10}};
+    b.dead_letters = {DeadLetter{"ehr", "reading", "p-1", "id-1", "invalid", 9, "{}"}};
+    ASSERT_TRUE(store->Commit(b).ok());
+    WriteBatch end;
+    end.alarms = {OpenAlarmChange{"a-1", ""}};
+    ASSERT_TRUE(store->Commit(end).ok());
+  }
+  auto store = Open();
+  auto alarms = store->LoadOpenAlarms();
+  ASSERT_TRUE(alarms.ok());
+  EXPECT_EQ(*alarms, std::vector<std::string>{"{\"v\":1,\"x\":2}"});
+  auto assignments = store->LoadAssignments();
+  ASSERT_TRUE(assignments.ok());
+  ASSERT_EQ(assignments->size(), 2u);
+  EXPECT_EQ((*assignments)[0].patient, "p-9");
+  EXPECT_FALSE((*assignments)[1].patient.has_value());
+  auto records = store->LoadRecordKeys(100);
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u) << "records older than the window are pruned";
+  EXPECT_EQ((*records)[0].key, 42u);
+  auto reader = OutboxReader::Open(path_);
+  auto dead = (*reader)->CountDeadLetters("ehr");
+  ASSERT_TRUE(dead.ok());
+  EXPECT_EQ(*dead, 1u);
+}
+
+TEST_F(OutboxTest, AFileFromANewerReleaseIsRefusedNotOverwritten) {
+  { auto store = Open(); }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value='99' WHERE key='schema'", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  StoreOptions o;
+  o.path = path_;
+  auto s = OutboxStore::Open(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("newer"), std::string::npos) << s.status().message();
+}
+
+// An outbox written by the previous release (schema 1: one row per reading), committed under
+// tests/fixtures/outbox-v1, opens with every row deliverable.
+class MigrationTest : public OutboxTest {
+ protected:
+  void CopyFixture(const std::string& name) {
+    std::filesystem::copy_file(std::string(VG_FIXTURES_DIR) + "/outbox-v1/" + name, path_,
+                               std::filesystem::copy_options::overwrite_existing);
+    ::chmod(path_.c_str(), 0600);
+  }
+  static std::vector<std::string> Lines(const std::string& name) {
+    std::ifstream in(std::string(VG_FIXTURES_DIR) + "/outbox-v1/" + name);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
+};
+
+TEST_F(MigrationTest, APlainSchemaOneOutboxKeepsEveryReadingAndAlert) {
+  CopyFixture("plain.db");
+  OpenReport report;
+  auto store = Open({}, &report);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(report.migrated_from, 1);
+  const auto ids = Lines("plain.reading-ids");
+  ASSERT_EQ(ids.size(), 186u);
+  EXPECT_EQ(store->reading_rows(), ids.size());
+  std::vector<std::string> got;
+  for (const StoredRow& r : Read(false)) {
+    EXPECT_EQ(r.format, RowFormat::kSingle);
+    got.push_back(nlohmann::json::parse(r.body)["id"]);
+  }
+  EXPECT_EQ(got, ids) << "every reading, in its order";
+  std::vector<std::string> alerts;
+  for (const StoredRow& r : Read(true)) alerts.push_back(nlohmann::json::parse(r.body)["id"]);
+  EXPECT_EQ(alerts, Lines("plain.alert-ids"));
+  // The migrated rows are acknowledged and deleted like new ones.
+  const std::uint64_t first = Read(false).front().seq;
+  ASSERT_TRUE(store->Commit(Ack(0, {first})).ok());
+  EXPECT_EQ(store->reading_rows(), ids.size() - 1);
+  // New rows go after them.
+  EXPECT_GE(store->max_event_seq(), Read(true).back().seq);
+}
+
+TEST_F(MigrationTest, ASealedSchemaOneOutboxStillOpensWithItsKey) {
+  CopyFixture("sealed.db");
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  // Key files must be private (a checkout does not keep modes).
+  const std::string key_path = path_ + ".key";
+  std::filesystem::copy_file(std::string(VG_FIXTURES_DIR) + "/outbox-v1/payload.key", key_path,
+                             std::filesystem::copy_options::overwrite_existing);
+  ::chmod(key_path.c_str(), 0600);
+  auto key = LoadPayloadKey(key_path, "k1");
+  std::remove(key_path.c_str());
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  const auto rows = Read(false);
+  ASSERT_EQ(rows.size(), 186u);
+  for (const StoredRow& r : rows) {
+    ASSERT_NE(r.body.front(), '{') << "stored sealed";
+    auto sealed = AeadUnpack(r.body);
+    ASSERT_TRUE(sealed.ok());
+    auto plain = AeadOpen(key->key, BodyAad(false, r.format, r.seq), *sealed);
+    ASSERT_TRUE(plain.ok()) << "row " << r.seq;
+    EXPECT_TRUE(nlohmann::json::parse(*plain).contains("metric"));
+  }
+  for (const StoredRow& r : Read(true)) {
+    auto sealed = AeadUnpack(r.body);
+    ASSERT_TRUE(sealed.ok());
+    EXPECT_TRUE(AeadOpen(key->key, BodyAad(true, r.format, r.seq), *sealed).ok());
+  }
 }
 
 }  // namespace
