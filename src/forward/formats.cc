@@ -4,6 +4,7 @@
 
 #include "vitalgate/core/json_text.h"
 #include "vitalgate/core/metric.h"
+#include "vitalgate/core/patient_directory.h"
 
 namespace vg {
 namespace {
@@ -99,7 +100,13 @@ std::string BuildReadingsJson(std::string_view gateway, std::string_view patient
   out += "{\"gateway\":";
   AppendJsonString(out, gateway);
   out += ",\"patient\":";
-  AppendJsonString(out, patient);
+  if (IsPlaceholderPatient(patient)) {
+    // A device without a patient: "unassigned/<device>".
+    out += "null,\"device\":";
+    AppendJsonString(out, patient.substr(patient.find('/') + 1));
+  } else {
+    AppendJsonString(out, patient);
+  }
   out += ",\"readings\":[";
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (i > 0) out += ',';

@@ -6,11 +6,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <random>
 
 #include "vitalgate/core/json_text.h"
 #include "vitalgate/core/timefmt.h"
-#include "vitalgate/forward/downlink.h"
+#include "vitalgate/forward/backoff.h"
 #include "vitalgate/forward/formats.h"
 
 namespace vg {
@@ -19,23 +18,32 @@ namespace {
 constexpr std::int64_t kMsNs = 1'000'000;
 constexpr std::int64_t kConnectTimeoutNs = 15'000 * kMsNs;
 
+SchedulerOptions PrimaryScheduling(const ForwarderOptions& o) {
+  SchedulerOptions s;
+  s.max_items_per_message = static_cast<std::size_t>(std::max(1, o.max_readings_per_message));
+  return s;
+}
+
 }  // namespace
 
 Forwarder::Forwarder(ForwarderOptions options, ClientFactory make_client, DeliveryQueue& delivered,
-                     VolatileQueue& volatile_in, SpscRing<AckRequest>& acks_out,
-                     Doorbell& wake_engine, Doorbell& wake_self, const Clock& clock,
-                     const IdFormat& ids, GatewayStats& stats, PayloadSealer* sealer)
+                     VolatileQueue& volatile_in, DownlinkSink* downlink, Doorbell& wake_self,
+                     const Clock& clock, GatewayStats& stats, DestinationStats& destination,
+                     PayloadSealer* sealer)
     : options_(std::move(options)),
       make_client_(std::move(make_client)),
       delivered_(delivered),
       volatile_(volatile_in),
-      acks_out_(acks_out),
-      wake_engine_(wake_engine),
+      downlink_(downlink),
       wake_self_(wake_self),
       clock_(clock),
-      ids_(ids),
       stats_(stats),
-      sealer_(sealer) {}
+      destination_(destination),
+      sealer_(sealer),
+      scheduler_(PrimaryScheduling(options_)),
+      feed_(OutboxFeedOptions{options_.store_path, options_.store_vfs, options_.bit,
+                              options_.at_rest_key, "mqtt"},
+            clock, stats) {}
 
 Forwarder::~Forwarder() {
   RequestStop();
@@ -51,8 +59,11 @@ std::string Forwarder::ReadingsTopic(std::string_view patient) const {
 std::string Forwarder::AlertsTopic(std::string_view patient) const {
   return options_.topic_prefix + "/" + options_.gateway_id + "/alerts/" + std::string(patient);
 }
-std::string Forwarder::AckTopic() const {
-  return options_.topic_prefix + "/" + options_.gateway_id + "/cmd/ack";
+std::string Forwarder::AuditTopic() const {
+  return options_.topic_prefix + "/" + options_.gateway_id + "/audit";
+}
+std::string Forwarder::CommandTopic(std::string_view command) const {
+  return options_.topic_prefix + "/" + options_.gateway_id + "/cmd/" + std::string(command);
 }
 
 std::string Forwarder::StatusPayload(std::string_view state) const {
@@ -88,11 +99,14 @@ void Forwarder::Connect() {
     cb.on_connect = [this](int rc, std::string_view reason) { OnConnect(rc, reason); };
     cb.on_disconnect = [this](int rc, std::string_view reason) { OnDisconnect(rc, reason); };
     cb.on_publish = [this](int mid) { OnPublish(mid); };
-    cb.on_message = [this](std::string_view t, std::string_view p) { OnMessage(t, p); };
+    cb.on_message = [this](std::string_view t, std::string_view p, bool retained) {
+      OnMessage(t, p, retained);
+    };
     auto client = make_client_(std::move(cb));
     if (!client.ok()) {
       spdlog::error("mqtt: {}", client.status().message());
       stats_.broker_error.Set(client.status().message());
+      destination_.last_error.Set(client.status().message());
       next_attempt_ns_ = clock_.MonotonicNs() + options_.reconnect_max_ms * kMsNs;
       return;
     }
@@ -104,53 +118,6 @@ void Forwarder::Connect() {
   if (!s.ok()) LinkLost(s.message());
 }
 
-void Forwarder::RequeueVolatile() {
-  // Rows that exist only in memory must not be lost with the connection: put back what the
-  // broker did not acknowledge.
-  std::vector<OutboxRow> alerts, readings;
-  for (auto& [mid, entry] : inflight_) {
-    auto& dst = entry.kind == Inflight::Kind::kVolatileAlert ? alerts : readings;
-    for (OutboxRow& r : entry.rows) dst.push_back(std::move(r));
-  }
-  inflight_.clear();
-  if (!alerts.empty() || !readings.empty()) volatile_.Requeue(std::move(alerts), std::move(readings));
-}
-
-bool Forwarder::Unseal(OutboxRow& row, bool alert) {
-  if (!row.body.empty() && row.body.front() == '{') return true;  // stored in clear
-  if (options_.at_rest_key) {
-    auto sealed = AeadUnpack(row.body);
-    if (sealed.ok()) {
-      auto plain = AeadOpen(*options_.at_rest_key, BodyAad(alert, row.seq), *sealed);
-      if (plain.ok()) {
-        row.body = std::move(*plain);
-        return true;
-      }
-    }
-  }
-  stats_.publish_errors.fetch_add(1, std::memory_order_relaxed);
-  if (read_error_limiter_.Allow(clock_.MonotonicNs(), read_errors_suppressed_)) {
-    spdlog::error("mqtt: an outbox row cannot be decrypted (key changed or row damaged); skipped");
-  }
-  return false;
-}
-
-bool Forwarder::EnsureReader() {
-  if (reader_) return true;
-  if (options_.store_path.empty()) return false;
-  const std::int64_t now = clock_.MonotonicNs();
-  if (now < next_reader_attempt_ns_) return false;
-  next_reader_attempt_ns_ = now + 1000 * kMsNs;
-  auto reader = OutboxReader::Open(options_.store_path, options_.store_vfs);
-  if (!reader.ok()) {
-    spdlog::warn("mqtt: cannot read the outbox: {}", reader.status().message());
-    return false;
-  }
-  reader_ = std::move(*reader);
-  alerts_dirty_ = readings_dirty_ = true;
-  return true;
-}
-
 void Forwarder::OnConnect(int rc, std::string_view reason) {
   if (rc != 0) {
     lost_reason_ = "broker refused the connection: " + std::string(reason);
@@ -160,22 +127,16 @@ void Forwarder::OnConnect(int rc, std::string_view reason) {
   connecting_ = false;
   attempts_ = 0;
   stats_.broker_connected.store(true);
+  destination_.connected.store(true);
   stats_.broker_connects.fetch_add(1, std::memory_order_relaxed);
   stats_.broker_error.Set("");
+  destination_.last_error.Set("");
   spdlog::info("mqtt: connected to broker");
-  // Start over from the oldest unacknowledged row: what was in flight may not have arrived.
-  RequeueVolatile();
-  alerts_pending_.clear();
-  readings_pending_.clear();
-  patient_turns_.clear();
-  readings_pending_count_ = 0;
-  alert_cursor_ = 0;
-  reading_cursor_ = 0;
-  alerts_dirty_ = readings_dirty_ = true;
-  RefreshSkipSet();
-  Publish(StatusTopic(), StatusPayload("online"), Inflight{Inflight::Kind::kStatus, {}, 0, {}}, true);
-  const Status s = client_->Subscribe(AckTopic(), 1);
-  if (!s.ok()) spdlog::warn("mqtt: {}", s.message());
+  Publish(StatusTopic(), StatusPayload("online"), Inflight{}, true);
+  for (const char* command : {"ack", "assign"}) {
+    const Status s = client_->Subscribe(CommandTopic(command), 1);
+    if (!s.ok()) spdlog::warn("mqtt: {}", s.message());
+  }
 }
 
 void Forwarder::OnDisconnect(int rc, std::string_view reason) {
@@ -189,6 +150,7 @@ void Forwarder::LinkLost(std::string_view why) {
   connected_ = false;
   connecting_ = false;
   stats_.broker_connected.store(false);
+  destination_.connected.store(false);
   std::string reason(why);
   const std::string detail = client_ ? client_->LastError() : std::string();
   if (!detail.empty() && reason.find(detail) == std::string::npos) {
@@ -206,98 +168,59 @@ void Forwarder::LinkLost(std::string_view why) {
     if (tls_failure) reason += "; " + options_.tls_failure_hint;
   }
   stats_.broker_error.Set(reason);
+  destination_.last_error.Set(reason);
+  destination_.failures.fetch_add(1, std::memory_order_relaxed);
   if (was_connected) {
     spdlog::warn("mqtt: broker link lost: {}", reason);
   } else if (log_limiter_.Allow(clock_.MonotonicNs(), suppressed_)) {
     spdlog::warn("mqtt: cannot connect to {}: {}{}", broker_name_, reason,
                  suppressed_ > 0 ? " (" + std::to_string(suppressed_) + " similar failures)" : "");
   }
-  RequeueVolatile();
+  // What was in flight may not have arrived: it goes back to the front of its queue.
+  scheduler_.OnLinkLost();
+  inflight_.clear();
   if (client_) client_->Reset();
-  // Capped exponential backoff with +-20% jitter so a ward of gateways does not reconnect in step.
-  const int shift = std::min(attempts_, 16);
-  std::int64_t delay = std::min<std::int64_t>(options_.reconnect_max_ms,
-                                              static_cast<std::int64_t>(options_.reconnect_min_ms) << shift);
-  static thread_local std::minstd_rand rng(std::random_device{}());
-  const double jitter = 0.8 + 0.4 * std::uniform_real_distribution<double>(0, 1)(rng);
-  delay = static_cast<std::int64_t>(static_cast<double>(delay) * jitter);
+  next_attempt_ns_ =
+      clock_.MonotonicNs() + JitteredBackoffMs(attempts_, options_.reconnect_min_ms,
+                                               options_.reconnect_max_ms) * kMsNs;
   ++attempts_;
-  next_attempt_ns_ = clock_.MonotonicNs() + delay * kMsNs;
+}
+
+void Forwarder::Report(DoneRows& done) {
+  if (done.empty()) return;
+  destination_.dead_letters.fetch_add(done.dead_letters.size(), std::memory_order_relaxed);
+  delivered_.Push(options_.bit, std::move(done.batches), std::move(done.events),
+                  std::move(done.dead_letters));
+  done = DoneRows{};
 }
 
 void Forwarder::OnPublish(int mid) {
   auto it = inflight_.find(mid);
   if (it == inflight_.end()) return;
-  Inflight entry = std::move(it->second);
+  const Inflight entry = it->second;
   inflight_.erase(it);
   stats_.messages_published.fetch_add(1, std::memory_order_relaxed);
-  switch (entry.kind) {
-    case Inflight::Kind::kStatus:
-      if (mid == status_mid_) offline_acked_ = true;
-      return;
-    case Inflight::Kind::kAlert: {
-      const std::uint64_t ticket = delivered_.Push({}, entry.seqs);
-      undeleted_.emplace_back(ticket, entry.seqs);
-      stats_.alerts_delivered.fetch_add(entry.seqs.size(), std::memory_order_relaxed);
-      break;
+  if (entry.token == 0) {
+    if (mid == status_mid_) offline_acked_ = true;
+    return;
+  }
+  DoneRows done;
+  scheduler_.OnOutcome(entry.token, {}, "mqtt", clock_.WallMs(), done);
+  Report(done);
+  if (entry.kind == DeliveryBatch::Kind::kReadings) {
+    stats_.readings_delivered.fetch_add(entry.items, std::memory_order_relaxed);
+    destination_.readings_delivered.fetch_add(entry.items, std::memory_order_relaxed);
+  } else {
+    if (entry.kind == DeliveryBatch::Kind::kAlert) {
+      stats_.alerts_delivered.fetch_add(entry.items, std::memory_order_relaxed);
     }
-    case Inflight::Kind::kReadings: {
-      const std::uint64_t ticket = delivered_.Push(entry.seqs, {});
-      undeleted_.emplace_back(ticket, entry.seqs);
-      stats_.readings_delivered.fetch_add(entry.seqs.size(), std::memory_order_relaxed);
-      break;
-    }
-    case Inflight::Kind::kVolatileAlert:
-      stats_.alerts_delivered.fetch_add(entry.rows.size(), std::memory_order_relaxed);
-      break;
-    case Inflight::Kind::kVolatileReadings:
-      stats_.readings_delivered.fetch_add(entry.rows.size(), std::memory_order_relaxed);
-      break;
+    destination_.events_delivered.fetch_add(entry.items, std::memory_order_relaxed);
   }
   stats_.publish_latency.Observe(static_cast<double>(clock_.WallMs() - entry.rx_ms));
-  const std::uint64_t committed = delivered_.committed();
-  while (!undeleted_.empty() && undeleted_.front().first <= committed) undeleted_.pop_front();
 }
 
-void Forwarder::RefreshSkipSet() {
-  const std::uint64_t committed = delivered_.committed();
-  while (!undeleted_.empty() && undeleted_.front().first <= committed) undeleted_.pop_front();
-  skip_.clear();
-  for (const auto& [ticket, seqs] : undeleted_) skip_.insert(seqs.begin(), seqs.end());
-}
-
-void Forwarder::OnMessage(std::string_view topic, std::string_view payload) {
-  auto reject = [&](const std::string& why) {
-    stats_.downlink_rejected.fetch_add(1, std::memory_order_relaxed);
-    if (downlink_limiter_.Allow(clock_.MonotonicNs(), downlink_suppressed_)) {
-      spdlog::warn("mqtt: downlink message ignored: {}", why);
-    }
-  };
-  if (topic != AckTopic()) {
-    reject("unexpected topic");
-    return;
-  }
-  if (payload.size() > kMaxDownlinkBytes) {
-    reject("cmd/ack payload of " + std::to_string(payload.size()) + " bytes exceeds " +
-           std::to_string(kMaxDownlinkBytes));
-    return;
-  }
-  auto cmd = ParseAckCommand(payload);
-  if (!cmd.ok()) {
-    reject("cmd/ack: " + cmd.status().message());
-    return;
-  }
-  const auto id = ids_.Parse(cmd->alert_id);
-  if (!id) {
-    reject("cmd/ack: alert_id is not an id issued by this gateway");
-    return;
-  }
-  AckRequest req{*id, std::move(cmd->by), clock_.WallMs()};
-  if (!acks_out_.TryPush(std::move(req))) {
-    reject("cmd/ack: too many acknowledgements queued");
-    return;
-  }
-  wake_engine_.Ring();
+void Forwarder::OnMessage(std::string_view topic, std::string_view payload, bool retained) {
+  if (downlink_ != nullptr) downlink_->OnDownlink(topic, payload, retained);
 }
 
 bool Forwarder::Publish(const std::string& topic, const std::string& payload, Inflight entry,
@@ -320,107 +243,28 @@ bool Forwarder::Publish(const std::string& topic, const std::string& payload, In
     lost_reason_ = mid.status().message();
     return false;
   }
-  if (entry.kind == Inflight::Kind::kStatus) status_mid_ = *mid;
-  inflight_[*mid] = std::move(entry);
+  if (entry.token == 0) status_mid_ = *mid;
+  inflight_[*mid] = entry;
   return true;
 }
 
-bool Forwarder::PublishOneAlert() {
-  if (alerts_pending_.empty() && alerts_dirty_ && EnsureReader()) {
-    alerts_dirty_ = false;
-    std::vector<OutboxRow> rows;
-    const Status s = reader_->ReadAlerts(alert_cursor_, 64, rows);
-    if (!s.ok()) {
-      alerts_dirty_ = true;
-      if (read_error_limiter_.Allow(clock_.MonotonicNs(), read_errors_suppressed_)) {
-        spdlog::error("mqtt: reading alerts from the outbox: {}", s.message());
-      }
-      return false;
-    }
-    if (rows.size() == 64) alerts_dirty_ = true;
-    for (OutboxRow& row : rows) {
-      alert_cursor_ = std::max(alert_cursor_, row.seq);
-      if (skip_.count(row.seq) == 0 && Unseal(row, true)) alerts_pending_.push_back(std::move(row));
-    }
+std::string Forwarder::Render(const ScheduledMessage& msg, std::string& topic) {
+  switch (msg.kind) {
+    case DeliveryBatch::Kind::kAlert:
+      topic = AlertsTopic(msg.patient);
+      return msg.items.front().body;
+    case DeliveryBatch::Kind::kAudit:
+      topic = AuditTopic();
+      return msg.items.front().body;
+    case DeliveryBatch::Kind::kReadings:
+      break;
   }
-  if (alerts_pending_.empty()) return false;
-  OutboxRow row = std::move(alerts_pending_.front());
-  alerts_pending_.pop_front();
-  return Publish(AlertsTopic(row.patient), row.body,
-                 Inflight{Inflight::Kind::kAlert, {row.seq}, row.rx_ms, {}}, false);
-}
-
-void Forwarder::RefillReadings() {
-  if (readings_pending_count_ == 0 && readings_dirty_ && EnsureReader()) {
-    readings_dirty_ = false;
-    const std::size_t limit =
-        std::max<std::size_t>(1000, static_cast<std::size_t>(options_.max_readings_per_message) * 16);
-    std::vector<OutboxRow> rows;
-    const Status s = reader_->ReadReadings(reading_cursor_, limit, rows);
-    if (!s.ok()) {
-      readings_dirty_ = true;  // try again on the next round
-      if (read_error_limiter_.Allow(clock_.MonotonicNs(), read_errors_suppressed_)) {
-        spdlog::error("mqtt: reading the outbox: {}", s.message());
-      }
-      return;
-    }
-    if (rows.size() == limit) readings_dirty_ = true;
-    for (OutboxRow& row : rows) {
-      reading_cursor_ = std::max(reading_cursor_, row.seq);
-      if (!skip_.empty() && skip_.count(row.seq) != 0) continue;
-      if (!Unseal(row, false)) continue;
-      auto& q = readings_pending_[row.patient];
-      if (q.empty()) patient_turns_.push_back(row.patient);
-      q.push_back(std::move(row));
-      ++readings_pending_count_;
-    }
-  }
-}
-
-std::uint64_t Forwarder::OldestPendingSeq() const {
-  std::uint64_t oldest = 0;
-  for (const auto& [patient, q] : readings_pending_) {
-    if (!q.empty() && (oldest == 0 || q.front().seq < oldest)) oldest = q.front().seq;
-  }
-  return oldest;
-}
-
-bool Forwarder::PublishReadings() {
-  if (patient_turns_.empty()) return false;
-  const std::string patient = std::move(patient_turns_.front());
-  patient_turns_.pop_front();
-  auto& q = readings_pending_[patient];
-  const std::size_t n = std::min(q.size(), static_cast<std::size_t>(options_.max_readings_per_message));
+  topic = ReadingsTopic(msg.patient);
   std::vector<const OutboxRow*> rows;
-  rows.reserve(n);
-  Inflight entry{Inflight::Kind::kReadings, {}, 0, {}};
-  entry.seqs.reserve(n);
-  entry.rx_ms = q.front().rx_ms;
-  for (std::size_t i = 0; i < n; ++i) {
-    rows.push_back(&q[i]);
-    entry.seqs.push_back(q[i].seq);
-    entry.rx_ms = std::min(entry.rx_ms, q[i].rx_ms);
-  }
-  const std::string payload = RenderReadings(patient, rows);
-  if (payload.empty()) return false;
-  if (!Publish(ReadingsTopic(patient), payload, std::move(entry), false)) {
-    patient_turns_.push_front(patient);
-    return false;
-  }
-  q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(n));
-  readings_pending_count_ -= n;
-  if (q.empty()) {
-    readings_pending_.erase(patient);
-  } else {
-    patient_turns_.push_back(patient);
-  }
-  return true;
-}
-
-std::string Forwarder::RenderReadings(const std::string& patient,
-                                      std::span<const OutboxRow* const> rows) {
-  if (options_.format != "fhir") return BuildReadingsJson(options_.gateway_id, patient, rows);
-  auto fhir = BuildReadingsFhir(options_.gateway_id, patient, rows);
+  rows.reserve(msg.items.size());
+  for (const OutboxRow& r : msg.items) rows.push_back(&r);
+  if (options_.format != "fhir") return BuildReadingsJson(options_.gateway_id, msg.patient, rows);
+  auto fhir = BuildReadingsFhir(options_.gateway_id, msg.patient, rows);
   if (!fhir.ok()) {
     spdlog::error("mqtt: FHIR rendering failed: {}", fhir.status().message());
     return "";
@@ -428,58 +272,36 @@ std::string Forwarder::RenderReadings(const std::string& patient,
   return std::move(*fhir);
 }
 
-bool Forwarder::PublishVolatile(bool alerts) {
-  if (!volatile_.HasWork()) return false;
-  if (alerts) {
-    OutboxRow row;
-    if (!volatile_.PopAlert(row)) return false;
-    if (!Unseal(row, true)) return true;
-    const std::string topic = AlertsTopic(row.patient);
-    const std::string body = row.body;
-    Inflight entry{Inflight::Kind::kVolatileAlert, {}, row.rx_ms, {}};
-    entry.rows.push_back(std::move(row));
-    return Publish(topic, body, std::move(entry), false);
-  }
-  std::vector<OutboxRow> rows =
-      volatile_.PopReadingsOfOnePatient(static_cast<std::size_t>(options_.max_readings_per_message));
-  if (rows.empty()) return false;
-  std::erase_if(rows, [this](OutboxRow& r) { return !Unseal(r, false); });
-  if (rows.empty()) return true;
-  std::vector<const OutboxRow*> ptrs;
-  std::int64_t rx = rows.front().rx_ms;
-  for (const OutboxRow& r : rows) {
-    ptrs.push_back(&r);
-    rx = std::min(rx, r.rx_ms);
-  }
-  const std::string patient = rows.front().patient;
-  const std::string payload = RenderReadings(patient, ptrs);
-  Inflight entry{Inflight::Kind::kVolatileReadings, {}, rx, std::move(rows)};
-  if (payload.empty()) return false;
-  return Publish(ReadingsTopic(patient), payload, std::move(entry), false);
-}
-
 void Forwarder::Fill() {
-  if (stats_.alerts_committed.load(std::memory_order_acquire) != seen_alert_commits_) {
-    seen_alert_commits_ = stats_.alerts_committed.load(std::memory_order_acquire);
-    alerts_dirty_ = true;
+  DoneRows done;
+  if (volatile_.HasWork() && scheduler_.WantsBatches()) {
+    std::vector<StoredRow> events, batches;
+    volatile_.TakeAll(events, batches);
+    for (StoredRow& r : events) scheduler_.AddVolatileEvent(std::move(r));
+    for (StoredRow& r : batches) scheduler_.AddVolatileBatch(std::move(r));
   }
-  if (stats_.readings_committed.load(std::memory_order_acquire) != seen_reading_commits_) {
-    seen_reading_commits_ = stats_.readings_committed.load(std::memory_order_acquire);
-    readings_dirty_ = true;
-  }
+  feed_.Refill(scheduler_, done);
+  Report(done);
   while (connected_ && lost_reason_.empty() &&
          inflight_.size() < static_cast<std::size_t>(options_.max_inflight)) {
-    if (PublishVolatile(/*alerts=*/true)) continue;
-    if (PublishOneAlert()) continue;
-    RefillReadings();
-    // Readings held only in memory (the outbox failed) and stored ones go out oldest first,
-    // so each patient's readings stay in order across the failure and the recovery.
-    const std::uint64_t in_memory = volatile_.OldestReadingSeq();
-    const std::uint64_t stored = OldestPendingSeq();
-    if (in_memory != 0 && (stored == 0 || in_memory < stored) && PublishVolatile(false)) continue;
-    if (PublishReadings()) continue;
-    if (PublishVolatile(/*alerts=*/false)) continue;
-    break;
+    std::optional<ScheduledMessage> msg = scheduler_.Next();
+    if (!msg) {
+      feed_.Refill(scheduler_, done);
+      Report(done);
+      msg = scheduler_.Next();
+      if (!msg) break;
+    }
+    std::string topic;
+    const std::string payload = Render(*msg, topic);
+    Inflight entry{msg->token, msg->kind, msg->items.size(), msg->oldest_rx_ms};
+    if (payload.empty() || !Publish(topic, payload, entry, false)) {
+      // Not sent: back to the front of its queue, tried again after the next connection.
+      scheduler_.OnOutcome(msg->token, std::vector<RowOutcome>(msg->items.size(), {RowOutcome::Kind::kRetry, ""}),
+                           "mqtt", clock_.WallMs(), done);
+      Report(done);
+      if (lost_reason_.empty()) lost_reason_ = "publishing failed";
+      break;
+    }
   }
 }
 
@@ -498,7 +320,9 @@ void Forwarder::Step(std::chrono::milliseconds max_wait) {
       if (connected_ && client_) client_->Disconnect();
       connected_ = connecting_ = false;
       stats_.broker_connected.store(false);
-      RequeueVolatile();
+      destination_.connected.store(false);
+      scheduler_.OnLinkLost();
+      inflight_.clear();
       if (client_) client_->Reset();  // frees the TLS context: the files are read again
     }
     attempts_ = 0;
@@ -550,10 +374,16 @@ void Forwarder::Step(std::chrono::milliseconds max_wait) {
     lost_reason_.clear();
     LinkLost(why);
   }
-  if (reader_ && now - last_oldest_ns_ > 1000 * kMsNs) {
+  if (now - last_oldest_ns_ > 1000 * kMsNs) {
     last_oldest_ns_ = now;
-    auto oldest = reader_->OldestReadingRxMs();
-    if (oldest.ok()) stats_.oldest_unacked_rx_ms.store(*oldest, std::memory_order_relaxed);
+    if (auto oldest = feed_.OldestUnackedRxMs()) {
+      // What only memory holds (the store failing) counts too.
+      const std::int64_t in_memory = scheduler_.OldestRxMs();
+      std::int64_t o = *oldest;
+      if (in_memory > 0 && (o == 0 || in_memory < o)) o = in_memory;
+      stats_.oldest_unacked_rx_ms.store(o, std::memory_order_relaxed);
+      destination_.oldest_unacked_rx_ms.store(o, std::memory_order_relaxed);
+    }
   }
   stats_.forwarder_loops.fetch_add(1, std::memory_order_relaxed);
 }
@@ -565,7 +395,7 @@ void Forwarder::Run() {
   // not wait for a broker that is not there; undelivered rows go out after the next start.
   stopping_ = true;
   if (connected_) {
-    Publish(StatusTopic(), StatusPayload("offline"), Inflight{Inflight::Kind::kStatus, {}, 0, {}}, true);
+    Publish(StatusTopic(), StatusPayload("offline"), Inflight{}, true);
     const std::int64_t deadline = clock_.MonotonicNs() + options_.shutdown_grace_ms * kMsNs;
     while (connected_ && !offline_acked_ && clock_.MonotonicNs() < deadline) {
       Step(std::chrono::milliseconds(50));
@@ -576,6 +406,7 @@ void Forwarder::Run() {
     }
   }
   stats_.broker_connected.store(false);
+  destination_.connected.store(false);
 }
 
 }  // namespace vg

@@ -121,8 +121,10 @@ class MosquittoClient final : public MqttClient {
       auto* c = static_cast<MosquittoClient*>(self);
       if (c->callbacks_.on_message && m->topic != nullptr) {
         c->callbacks_.on_message(
-            m->topic, std::string_view(static_cast<const char*>(m->payload),
-                                       static_cast<std::size_t>(m->payloadlen > 0 ? m->payloadlen : 0)));
+            m->topic,
+            std::string_view(static_cast<const char*>(m->payload),
+                             static_cast<std::size_t>(m->payloadlen > 0 ? m->payloadlen : 0)),
+            m->retain);
       }
     });
     if (options_.tls) {

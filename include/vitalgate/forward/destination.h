@@ -133,4 +133,8 @@ struct DestinationDescriptor {
   std::size_t max_batch = 100;
 };
 
+// The destination types this build knows (src/forward/destinations.cc).
+std::span<const DestinationDescriptor* const> AllDestinations();
+const DestinationDescriptor* FindDestination(std::string_view type);
+
 }  // namespace vg

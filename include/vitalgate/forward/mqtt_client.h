@@ -33,7 +33,8 @@ struct MqttCallbacks {
   std::function<void(int rc, std::string_view reason)> on_connect;  // rc 0 = accepted
   std::function<void(int rc, std::string_view reason)> on_disconnect;
   std::function<void(int mid)> on_publish;  // QoS 1 PUBACK received
-  std::function<void(std::string_view topic, std::string_view payload)> on_message;
+  // `retained`: the broker delivered it from its retained store (not sent just now).
+  std::function<void(std::string_view topic, std::string_view payload, bool retained)> on_message;
 };
 
 class MqttClient {

@@ -1,0 +1,268 @@
+#include "vitalgate/forward/scheduler.h"
+
+#include <algorithm>
+
+namespace vg {
+namespace {
+
+bool Unassigned(const std::string& patient) { return patient.find('/') != std::string::npos; }
+
+// The public id of an item: every canonical object starts with {"id":"...".
+std::string ItemId(std::string_view body) {
+  constexpr std::string_view kPrefix = "{\"id\":\"";
+  if (body.substr(0, kPrefix.size()) != kPrefix) return "";
+  const std::size_t end = body.find('"', kPrefix.size());
+  return end == std::string_view::npos ? "" : std::string(body.substr(kPrefix.size(), end - kPrefix.size()));
+}
+
+}  // namespace
+
+std::deque<DeliveryScheduler::Item>& DeliveryScheduler::PatientQueue(const std::string& patient) {
+  auto [it, added] = readings_.try_emplace(patient);
+  if (added || it->second.empty()) {
+    if (std::find(turns_.begin(), turns_.end(), patient) == turns_.end()) turns_.push_back(patient);
+  }
+  return it->second;
+}
+
+void DeliveryScheduler::AddEvents(std::vector<StoredRow> rows, DoneRows& done) {
+  for (StoredRow& row : rows) {
+    event_cursor_ = std::max(event_cursor_, row.seq);
+    const bool audit = row.kind == EventKind::kAudit;
+    if (audit ? !options_.take_audit : !options_.take_alerts) {
+      done.events.push_back(row.seq);
+      continue;
+    }
+    rows_[row.seq] = RowProgress{1, 0, true};
+    Item item;
+    item.row = row.seq;
+    item.body = std::move(row.body);
+    item.rx_ms = row.rx_ms;
+    item.kind = audit ? DeliveryBatch::Kind::kAudit : DeliveryBatch::Kind::kAlert;
+    item.patient = std::move(row.patient);
+    events_.push_back(std::move(item));
+  }
+}
+
+void DeliveryScheduler::AddVolatileEvent(StoredRow row) {
+  Item item;
+  item.row = row.seq;
+  item.body = std::move(row.body);
+  item.rx_ms = row.rx_ms;
+  item.in_memory = true;
+  item.kind = row.kind == EventKind::kAudit ? DeliveryBatch::Kind::kAudit : DeliveryBatch::Kind::kAlert;
+  item.patient = std::move(row.patient);
+  events_.push_back(std::move(item));
+}
+
+void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) {
+  for (StoredRow& row : rows) {
+    batch_cursor_ = std::max(batch_cursor_, row.seq);
+    if (!options_.take_readings || (!options_.take_unassigned && Unassigned(row.patient))) {
+      done.batches.push_back(row.seq);
+      done.readings += row.count;
+      continue;
+    }
+    std::vector<std::string_view> parts;
+    if (row.format == RowFormat::kBatch) {
+      parts = SplitBatchBody(row.body);
+    } else {
+      parts.push_back(row.body);
+    }
+    if (parts.empty()) {
+      done.batches.push_back(row.seq);
+      done.readings += row.count;
+      continue;
+    }
+    rows_[row.seq] = RowProgress{static_cast<std::uint32_t>(parts.size()), 0, false};
+    std::deque<Item>& q = PatientQueue(row.patient);
+    for (Item& item : Items(row, parts, false)) q.push_back(std::move(item));
+    pending_items_ += parts.size();
+  }
+}
+
+std::vector<DeliveryScheduler::Item> DeliveryScheduler::Items(
+    const StoredRow& row, const std::vector<std::string_view>& parts, bool in_memory) {
+  std::vector<Item> items;
+  items.reserve(parts.size());
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    Item item;
+    item.row = row.seq;
+    item.index = static_cast<std::uint32_t>(i);
+    item.body = std::string(parts[i]);
+    item.rx_ms = row.rx_ms;
+    item.in_memory = in_memory;
+    item.patient = row.patient;
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+void DeliveryScheduler::AddVolatileBatch(StoredRow row) {
+  std::vector<std::string_view> parts =
+      row.format == RowFormat::kBatch ? SplitBatchBody(row.body) : std::vector<std::string_view>{row.body};
+  if (parts.empty()) return;
+  std::deque<Item>& q = PatientQueue(row.patient);
+  // In seq order with what the outbox still holds for this patient.
+  auto pos = std::upper_bound(q.begin(), q.end(), row.seq,
+                              [](std::uint64_t seq, const Item& it) { return seq < it.row; });
+  std::vector<Item> items = Items(row, parts, true);
+  q.insert(pos, std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
+  pending_items_ += parts.size();
+}
+
+std::optional<ScheduledMessage> DeliveryScheduler::Next() {
+  ScheduledMessage msg;
+  Flight flight;
+  if (!events_.empty()) {
+    Item item = std::move(events_.front());
+    events_.pop_front();
+    msg.kind = item.kind;
+    msg.patient = item.patient;
+    msg.oldest_rx_ms = item.rx_ms;
+    msg.in_memory = item.in_memory;
+    msg.items.push_back(OutboxRow{item.row, item.patient, item.body, item.rx_ms});
+    flight.items.push_back(std::move(item));
+  } else {
+    while (!turns_.empty()) {
+      std::string patient = std::move(turns_.front());
+      turns_.pop_front();
+      auto it = readings_.find(patient);
+      if (it == readings_.end() || it->second.empty()) continue;
+      std::deque<Item>& q = it->second;
+      const std::size_t max = options_.max_items_per_message;
+      std::size_t n = std::min(q.size(), max);
+      if (options_.align_to_rows) {
+        // Stay within the first item's row and its chunk of `max` items.
+        const Item& first = q.front();
+        const std::size_t chunk_end = (first.index / max + 1) * max;
+        std::size_t k = 0;
+        while (k < n && q[k].row == first.row && q[k].index < chunk_end) ++k;
+        n = k;
+      }
+      msg.kind = DeliveryBatch::Kind::kReadings;
+      msg.patient = patient;
+      msg.oldest_rx_ms = q.front().rx_ms;
+      msg.in_memory = q.front().in_memory;
+      msg.items.reserve(n);
+      flight.items.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        Item& item = q.front();
+        msg.oldest_rx_ms = std::min(msg.oldest_rx_ms, item.rx_ms);
+        msg.items.push_back(OutboxRow{item.row, patient, item.body, item.rx_ms});
+        flight.items.push_back(std::move(item));
+        q.pop_front();
+      }
+      pending_items_ -= n;
+      if (q.empty()) {
+        readings_.erase(it);
+      } else {
+        turns_.push_back(patient);
+      }
+      break;
+    }
+    if (flight.items.empty()) return std::nullopt;
+  }
+  msg.token = next_token_++;
+  in_flight_.emplace(msg.token, std::move(flight));
+  return msg;
+}
+
+void DeliveryScheduler::Finish(const Item& item, DoneRows& done) {
+  if (item.in_memory) return;
+  auto it = rows_.find(item.row);
+  if (it == rows_.end()) return;
+  RowProgress& p = it->second;
+  if (++p.finished < p.count) return;
+  if (p.event) {
+    done.events.push_back(item.row);
+  } else {
+    done.batches.push_back(item.row);
+    done.readings += p.count;
+  }
+  rows_.erase(it);
+}
+
+void DeliveryScheduler::Requeue(std::vector<Item> items) {
+  // Back to the front, keeping their order: events before events, readings before the rest of
+  // their patient's queue.
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {
+    Item& item = *it;
+    if (item.kind != DeliveryBatch::Kind::kReadings) {
+      events_.push_front(std::move(item));
+      continue;
+    }
+    const std::string patient = item.patient;
+    std::deque<Item>& q = readings_[patient];
+    if (q.empty() && std::find(turns_.begin(), turns_.end(), patient) == turns_.end()) {
+      turns_.push_front(patient);
+    }
+    q.push_front(std::move(item));
+    ++pending_items_;
+  }
+}
+
+void DeliveryScheduler::OnOutcome(std::uint64_t token, const std::vector<RowOutcome>& outcomes,
+                                  const std::string& destination, std::int64_t now_ms,
+                                  DoneRows& done) {
+  auto it = in_flight_.find(token);
+  if (it == in_flight_.end()) return;
+  Flight flight = std::move(it->second);
+  in_flight_.erase(it);
+  std::vector<Item> retry;
+  for (std::size_t i = 0; i < flight.items.size(); ++i) {
+    Item& item = flight.items[i];
+    const RowOutcome::Kind kind = i < outcomes.size() ? outcomes[i].kind : RowOutcome::Kind::kDelivered;
+    switch (kind) {
+      case RowOutcome::Kind::kDelivered:
+        Finish(item, done);
+        break;
+      case RowOutcome::Kind::kRejected: {
+        DeadLetter d;
+        d.destination = destination;
+        d.kind = item.kind == DeliveryBatch::Kind::kReadings ? "reading"
+                 : item.kind == DeliveryBatch::Kind::kAlert  ? "alert"
+                                                             : "audit";
+        d.patient = item.patient;
+        d.item_id = ItemId(item.body);
+        d.reason = outcomes[i].reason;
+        d.ts_ms = now_ms;
+        d.body = item.body;
+        done.dead_letters.push_back(std::move(d));
+        Finish(item, done);
+        break;
+      }
+      case RowOutcome::Kind::kRetry:
+        retry.push_back(std::move(item));
+        break;
+    }
+  }
+  if (!retry.empty()) Requeue(std::move(retry));
+}
+
+void DeliveryScheduler::OnLinkLost() {
+  // Newest first, so that each Requeue puts older messages in front of newer ones.
+  std::vector<Item> all;
+  for (auto& [token, flight] : in_flight_) {
+    for (Item& item : flight.items) all.push_back(std::move(item));
+  }
+  in_flight_.clear();
+  Requeue(std::move(all));
+}
+
+std::int64_t DeliveryScheduler::OldestRxMs() const {
+  std::int64_t oldest = 0;
+  auto consider = [&oldest](std::int64_t rx) {
+    if (rx > 0 && (oldest == 0 || rx < oldest)) oldest = rx;
+  };
+  if (!events_.empty()) consider(events_.front().rx_ms);
+  for (const auto& [patient, q] : readings_) {
+    if (!q.empty()) consider(q.front().rx_ms);
+  }
+  for (const auto& [token, flight] : in_flight_) {
+    for (const Item& item : flight.items) consider(item.rx_ms);
+  }
+  return oldest;
+}
+
+}  // namespace vg

@@ -1,0 +1,220 @@
+// The delivery scheduler: alerts ahead of readings, per-patient order, requeue on link loss,
+// rows done only when every item was acknowledged, dead letters, filters.
+#include "vitalgate/forward/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace vg {
+namespace {
+
+StoredRow Batch(std::uint64_t seq, const std::string& patient, std::vector<std::string> items) {
+  StoredRow row;
+  row.seq = seq;
+  row.patient = patient;
+  row.rx_ms = static_cast<std::int64_t>(seq);
+  row.count = static_cast<std::uint32_t>(items.size());
+  row.format = RowFormat::kBatch;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) row.body += '\n';
+    row.body += items[i];
+  }
+  return row;
+}
+
+StoredRow Event(std::uint64_t seq, const std::string& patient, std::string body,
+                EventKind kind = EventKind::kAlert) {
+  StoredRow row;
+  row.seq = seq;
+  row.patient = patient;
+  row.rx_ms = static_cast<std::int64_t>(seq);
+  row.kind = kind;
+  row.body = std::move(body);
+  return row;
+}
+
+std::string R(int n) { return "{\"id\":\"r" + std::to_string(n) + "\"}"; }
+
+std::vector<std::string> Bodies(const ScheduledMessage& m) {
+  std::vector<std::string> out;
+  for (const OutboxRow& r : m.items) out.push_back(r.body);
+  return out;
+}
+
+TEST(SchedulerTest, AlertsGoAheadOfAReadingsBacklog) {
+  DeliveryScheduler s(SchedulerOptions{});
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1), R(2)}), Batch(3, "p2", {R(3)})}, done);
+  s.AddEvents({Event(10, "p1", "{\"id\":\"a1\"}")}, done);
+  auto first = s.Next();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->kind, DeliveryBatch::Kind::kAlert);
+  EXPECT_EQ(first->patient, "p1");
+  auto second = s.Next();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->kind, DeliveryBatch::Kind::kReadings);
+  // An alert arriving while readings are queued still goes next.
+  s.AddEvents({Event(11, "p2", "{\"id\":\"a2\"}")}, done);
+  auto third = s.Next();
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->kind, DeliveryBatch::Kind::kAlert);
+  EXPECT_TRUE(done.empty());
+}
+
+TEST(SchedulerTest, EachPatientsReadingsInOrderAcrossRowsAndPatientsTakeTurns) {
+  SchedulerOptions o;
+  o.max_items_per_message = 2;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1), R(2), R(3)}), Batch(2, "p2", {R(4)}), Batch(5, "p1", {R(5)})},
+               done);
+  std::vector<std::pair<std::string, std::vector<std::string>>> sent;
+  while (auto m = s.Next()) sent.emplace_back(m->patient, Bodies(*m));
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[0], (std::pair<std::string, std::vector<std::string>>{"p1", {R(1), R(2)}}));
+  EXPECT_EQ(sent[1], (std::pair<std::string, std::vector<std::string>>{"p2", {R(4)}}));
+  EXPECT_EQ(sent[2], (std::pair<std::string, std::vector<std::string>>{"p1", {R(3), R(5)}}));
+}
+
+TEST(SchedulerTest, ARowIsDoneOnlyWhenEveryItemWasAcknowledged) {
+  SchedulerOptions o;
+  o.max_items_per_message = 2;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1), R(2), R(3)})}, done);
+  auto a = s.Next();
+  auto b = s.Next();
+  ASSERT_TRUE(a && b);
+  s.OnOutcome(a->token, {}, "mqtt", 0, done);
+  EXPECT_TRUE(done.batches.empty()) << "one item of row 1 is still in flight";
+  s.OnOutcome(b->token, {}, "mqtt", 0, done);
+  ASSERT_EQ(done.batches, std::vector<std::uint64_t>{1});
+  EXPECT_EQ(done.readings, 3u);
+}
+
+TEST(SchedulerTest, NothingIsDoneWithoutAnAcknowledgement) {
+  DeliveryScheduler s(SchedulerOptions{});
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1)})}, done);
+  s.AddEvents({Event(2, "p1", "{\"id\":\"a\"}")}, done);
+  while (s.Next()) {
+  }
+  EXPECT_TRUE(done.empty());
+  EXPECT_EQ(s.in_flight(), 2u);
+}
+
+TEST(SchedulerTest, LinkLossRequeuesInFlightInOrderAheadOfNewerItems) {
+  SchedulerOptions o;
+  o.max_items_per_message = 1;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1), R(2), R(3)})}, done);
+  auto m1 = s.Next();
+  auto m2 = s.Next();
+  ASSERT_TRUE(m1 && m2);
+  s.OnLinkLost();
+  EXPECT_EQ(s.in_flight(), 0u);
+  std::vector<std::string> order;
+  while (auto m = s.Next()) {
+    for (auto& b : Bodies(*m)) order.push_back(b);
+    s.OnOutcome(m->token, {}, "mqtt", 0, done);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{R(1), R(2), R(3)}));
+  EXPECT_EQ(done.batches, std::vector<std::uint64_t>{1});
+}
+
+TEST(SchedulerTest, RejectedItemsBecomeDeadLettersAndDoNotBlockTheRow) {
+  SchedulerOptions o;
+  o.max_items_per_message = 3;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(7, "p1", {R(1), R(2), R(3)})}, done);
+  auto m = s.Next();
+  ASSERT_TRUE(m);
+  s.OnOutcome(m->token,
+              {{RowOutcome::Kind::kDelivered, ""}, {RowOutcome::Kind::kRejected, "invalid code"},
+               {RowOutcome::Kind::kRetry, "busy"}},
+              "ehr", 42, done);
+  ASSERT_EQ(done.dead_letters.size(), 1u);
+  EXPECT_EQ(done.dead_letters[0].destination, "ehr");
+  EXPECT_EQ(done.dead_letters[0].item_id, "r2");
+  EXPECT_EQ(done.dead_letters[0].reason, "invalid code");
+  EXPECT_EQ(done.dead_letters[0].ts_ms, 42);
+  EXPECT_TRUE(done.batches.empty()) << "r3 must be sent again first";
+  auto again = s.Next();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(Bodies(*again), std::vector<std::string>{R(3)});
+  s.OnOutcome(again->token, {}, "ehr", 43, done);
+  EXPECT_EQ(done.batches, std::vector<std::uint64_t>{7});
+}
+
+TEST(SchedulerTest, AlignedMessagesStayInOneRowAndStartAtChunkBoundaries) {
+  SchedulerOptions o;
+  o.max_items_per_message = 2;
+  o.align_to_rows = true;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1), R(2), R(3)}), Batch(4, "p1", {R(4), R(5)})}, done);
+  std::vector<std::vector<std::string>> sent;
+  std::vector<std::uint64_t> tokens;
+  while (auto m = s.Next()) {
+    sent.push_back(Bodies(*m));
+    tokens.push_back(m->token);
+  }
+  EXPECT_EQ(sent, (std::vector<std::vector<std::string>>{{R(1), R(2)}, {R(3)}, {R(4), R(5)}}));
+  // A retried chunk comes back with exactly the same items.
+  s.OnOutcome(tokens[0], {{RowOutcome::Kind::kRetry, ""}, {RowOutcome::Kind::kRetry, ""}}, "hl7", 0,
+              done);
+  auto again = s.Next();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(Bodies(*again), (std::vector<std::string>{R(1), R(2)}));
+}
+
+TEST(SchedulerTest, KindsADestinationDoesNotTakeAreDoneAtOnce) {
+  SchedulerOptions o;
+  o.take_alerts = false;
+  o.take_audit = false;
+  o.take_unassigned = false;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddEvents({Event(1, "p1", "{\"id\":\"a\"}"), Event(2, "", "{\"id\":\"au\"}", EventKind::kAudit)}, done);
+  s.AddBatches({Batch(3, "unassigned/ox-1", {R(1)}), Batch(4, "p1", {R(2)})}, done);
+  EXPECT_EQ(done.events, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(done.batches, (std::vector<std::uint64_t>{3}));
+  auto m = s.Next();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->patient, "p1");
+  EXPECT_FALSE(s.Next());
+}
+
+TEST(SchedulerTest, InMemoryRowsAreDeliveredInOrderButNeverReportedDone) {
+  SchedulerOptions o;
+  o.max_items_per_message = 10;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(5, "p1", {R(5)})}, done);
+  StoredRow older = Batch(2, "p1", {R(2)});
+  s.AddVolatileBatch(older);
+  auto m = s.Next();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Bodies(*m), (std::vector<std::string>{R(2), R(5)}));
+  s.OnOutcome(m->token, {}, "mqtt", 0, done);
+  EXPECT_EQ(done.batches, std::vector<std::uint64_t>{5});
+}
+
+TEST(SchedulerTest, OldestReceiveTimeCoversQueuedAndInFlight) {
+  DeliveryScheduler s(SchedulerOptions{});
+  DoneRows done;
+  EXPECT_EQ(s.OldestRxMs(), 0);
+  s.AddBatches({Batch(3, "p1", {R(1)}), Batch(9, "p2", {R(2)})}, done);
+  EXPECT_EQ(s.OldestRxMs(), 3);
+  auto m = s.Next();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(s.OldestRxMs(), 3);
+  s.OnOutcome(m->token, {}, "mqtt", 0, done);
+  EXPECT_EQ(s.OldestRxMs(), 9);
+}
+
+}  // namespace
+}  // namespace vg
