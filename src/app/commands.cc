@@ -43,9 +43,23 @@ class PrintingSink final : public CodecSink {
       }
       line += ']';
     }
-    if ((v.flags & kFlagQuestionable) != 0) line += ",\"flags\":[\"questionable\"]";
+    std::string flags;
+    for (const auto& [bit, word] : {std::pair<std::uint8_t, const char*>{kFlagQuestionable, "questionable"},
+                                    {kFlagSpot, "spot"},
+                                    {kFlagStored, "stored"}}) {
+      if ((v.flags & bit) != 0) flags += std::string(flags.empty() ? "" : ",") + "\"" + word + "\"";
+    }
+    if (!flags.empty()) line += ",\"flags\":[" + flags + "]";
+    if (v.record_seq) line += ",\"record\":" + std::to_string(*v.record_seq);
     if (!IsPlausible(v.metric, v.value)) line += ",\"plausible\":false";
     line += "}\n";
+    std::fputs(line.c_str(), stdout);
+    ++values;
+  }
+  void OnDeviceClock(std::int64_t device_now_ms) override {
+    std::string line = "{\"device_clock\":\"";
+    AppendRfc3339(line, device_now_ms);
+    line += "\"}\n";
     std::fputs(line.c_str(), stdout);
     ++values;
   }

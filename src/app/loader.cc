@@ -1,11 +1,48 @@
 #include "vitalgate/app/loader.h"
 
+#include <algorithm>
+#include <cctype>
+#include <map>
 #include <sstream>
 
 #include "vitalgate/forward/envelope.h"
 #include "vitalgate/forward/tls_files.h"
 
 namespace vg {
+namespace {
+
+// Two devices on one serial port, TCP endpoint or BLE address would each get half the bytes
+// (or fight over the connection): refused.
+Status CheckDistinctEndpoints(const LoadedConfig& loaded) {
+  std::map<std::string, std::string> seen;  // endpoint -> device id
+  for (const DeviceSetup& d : loaded.devices) {
+    const nlohmann::json& t = d.transport_options;
+    std::string key;
+    std::string what;
+    if (d.transport->name == "serial" && t.contains("path")) {
+      key = "serial:" + t["path"].get<std::string>();
+      what = "serial port " + t["path"].get<std::string>();
+    } else if (d.transport->name == "tcp" && t.contains("host") && t.contains("port")) {
+      key = "tcp:" + t["host"].get<std::string>() + ":" + t["port"].dump();
+      what = "TCP endpoint " + t["host"].get<std::string>() + ":" + t["port"].dump();
+    } else if (d.transport->name == "ble" && t.contains("address")) {
+      std::string address = t["address"].get<std::string>();
+      std::transform(address.begin(), address.end(), address.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+      key = "ble:" + t.value("adapter", std::string("hci0")) + ":" + address;
+      what = "BLE address " + address;
+    }
+    if (key.empty()) continue;
+    auto [it, added] = seen.emplace(key, d.config.id);
+    if (!added) {
+      return InvalidArgument("devices: \"" + it->second + "\" and \"" + d.config.id + "\" both use " +
+                             what + "; one device per endpoint");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& patients,
                                     const LoadOptions& options) {
@@ -78,10 +115,50 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
       return InvalidArgument(path + ": " + where + ".codec: \"" + codec_name +
                              "\" decodes BLE characteristics; this transport delivers a byte stream");
     }
-    setup.patient = *patients.Find(d.patient);
+    if (!d.timezone.empty()) {
+      // The device's clock zone goes to its codec, which reads device time stamps.
+      const bool takes_zone = std::any_of(setup.codec->options.begin(), setup.codec->options.end(),
+                                          [](const OptionSpec& o) { return o.name == "timezone"; });
+      if (!takes_zone) {
+        return InvalidArgument(path + ": " + where + ".timezone: codec \"" + codec_name +
+                               "\" reads no device clock (its time stamps carry their zone or none)");
+      }
+      if (codec.contains("utc_offset_minutes") || codec.contains("timezone")) {
+        return InvalidArgument(path + ": " + where + ".timezone: replaces codec.utc_offset_minutes "
+                               "and codec.timezone; set only one");
+      }
+      setup.codec_options["timezone"] = d.timezone;
+      auto zoned = ValidateCodecSpec(setup.codec_options, where + ".codec");
+      if (!zoned.ok()) return zoned.status().WithContext(path);
+      setup.codec_options = *zoned;
+    }
+    if (d.patient) setup.patient = *patients.Find(*d.patient);
     out.effective["devices"][i]["transport"] = setup.transport_options;
     out.effective["devices"][i]["codec"] = setup.codec_options;
     out.devices.push_back(std::move(setup));
+  }
+  VG_RETURN_IF_ERROR(CheckDistinctEndpoints(out).WithContext(path));
+  for (std::size_t i = 0; i < out.config.destinations.size(); ++i) {
+    const config::DestinationConfig& d = out.config.destinations[i];
+    DestinationSetup setup;
+    setup.config = d;
+    setup.descriptor = FindDestination(d.type);
+    if (setup.descriptor == nullptr) {
+      std::string known;
+      for (const DestinationDescriptor* t : AllDestinations()) {
+        known += (known.empty() ? "" : ", ") + std::string(t->type);
+      }
+      return InvalidArgument(path + ": " + d.path + ".type: unknown destination type \"" + d.type +
+                             "\" (known: " + (known.empty() ? "none in this build" : known) + ")");
+    }
+    auto own = ApplyOptionSpecs(d.options, setup.descriptor->options, d.path, ctx);
+    if (!own.ok()) return own.status().WithContext(path);
+    if (setup.descriptor->check != nullptr) {
+      VG_RETURN_IF_ERROR(setup.descriptor->check(*own, d.path).WithContext(path));
+    }
+    setup.options = *own;
+    for (const auto& [k, v] : own->items()) out.effective["destinations"][i][k] = v;
+    out.destinations.push_back(std::move(setup));
   }
   return out;
 }
@@ -111,7 +188,8 @@ std::string Summarize(const LoadedConfig& loaded) {
   s << "patients:   " << c.patients.size() << "\n";
   s << "devices:    " << loaded.devices.size() << "\n";
   for (const DeviceSetup& d : loaded.devices) {
-    s << "  " << d.config.id << " -> " << d.config.patient << " via " << d.transport->name
+    s << "  " << d.config.id << " -> " << d.config.patient.value_or("(no patient)") << " via "
+      << d.transport->name
       << ", codec " << d.codec_options["type"].get<std::string>() << "\n";
   }
   return s.str();

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <tuple>
@@ -47,6 +48,7 @@ struct Recorded {
   std::string patient, device, metric;
   nlohmann::json value;
   std::string unit, ts;
+  std::uint8_t flags = 0;
 };
 
 Status ParseRecorded(const nlohmann::json& j, const std::string& patient_default,
@@ -75,6 +77,18 @@ Status ParseRecorded(const nlohmann::json& j, const std::string& patient_default
   VG_RETURN_IF_ERROR(str("ts", r.ts, true));
   if (!j.contains("value")) return InvalidArgument("\"value\" is missing");
   r.value = j["value"];
+  // Flags as published (docs/mqtt.md) and the jsonl codec's own keys.
+  if (j.contains("flags")) {
+    if (!j["flags"].is_array()) return InvalidArgument("\"flags\" must be an array");
+    for (const auto& f : j["flags"]) {
+      if (f == "questionable") r.flags |= kFlagQuestionable;
+      if (f == "spot") r.flags |= kFlagSpot;
+      if (f == "stored") r.flags |= kFlagStored;
+      if (f == "clock") r.flags |= kFlagClock;
+    }
+  }
+  if (j.value("spot", false) == true) r.flags |= kFlagSpot;
+  if (j.value("stored", false) == true) r.flags |= kFlagStored;
   out.push_back(std::move(r));
   return Status::Ok();
 }
@@ -104,15 +118,24 @@ int CommandReplay(const std::vector<std::string>& argv) {
   std::ifstream in(input_path);
   if (!in) return PrintError(NotFound(input_path + ": cannot open"));
 
-  std::vector<std::string> device_ids;
+  DeviceDirectory device_ids;
   std::vector<EngineDevice> devices;
   for (const DeviceSetup& d : loaded->devices) {
-    device_ids.push_back(d.config.id);
-    devices.push_back(EngineDevice{d.config.id, d.patient, std::nullopt, std::nullopt, false});
+    (void)device_ids.Intern(d.config.id);
+    EngineDevice ed;
+    ed.id = d.config.id;
+    ed.patient = d.config.patient ? d.patient : 0;
+    ed.watch_no_data = false;  // a recording has no link to lose
+    devices.push_back(std::move(ed));
   }
-  Engine engine(loaded->rules, devices, /*id_generation=*/0, 0);
+  EngineEnvironment env;
+  env.patients = &patients;
+  Engine engine(loaded->rules, devices, /*id_generation=*/0, 0, env);
   IdFormat ids("replay");
-  PayloadContext ctx{&patients, device_ids, &ids};
+  PayloadContext ctx{&patients, &device_ids, &ids};
+  // The recording's time is the gateway's time in a replay: timers (a stream that stopped,
+  // escalation) run on it, so the replay gives what the live run gave.
+  std::int64_t recording_ms = std::numeric_limits<std::int64_t>::min();
   ReplaySink sink(ctx, !summary);
 
   std::string line;
@@ -141,10 +164,9 @@ int CommandReplay(const std::vector<std::string>& argv) {
         r.patient = *patient;
         r.metric = *metric;
         r.ts_ms = r.rx_ms = *ts;
+        r.flags = static_cast<std::uint8_t>(rec.flags | kFlagDeviceTime);
         r.device = 0xFFFF;
-        for (std::size_t d = 0; d < device_ids.size(); ++d) {
-          if (device_ids[d] == rec.device) r.device = static_cast<DeviceIndex>(d);
-        }
+        if (auto d = device_ids.Find(rec.device)) r.device = static_cast<DeviceIndex>(*d);
         const MetricInfo& info = Info(*metric);
         bool ok = true;
         if (info.type == ValueType::kNumber && rec.value.is_number()) {
@@ -180,7 +202,11 @@ int CommandReplay(const std::vector<std::string>& argv) {
         ++implausible;
         continue;
       }
-      engine.OnReading(r, 0, sink);
+      if (r.ts_ms > recording_ms) {
+        recording_ms = r.ts_ms;
+        engine.OnTick(recording_ms, recording_ms * 1'000'000, sink);
+      }
+      engine.OnReading(r, recording_ms * 1'000'000, sink);
       ++readings;
     }
   }

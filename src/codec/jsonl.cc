@@ -1,6 +1,7 @@
 #include "jsonl.h"
 
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "vitalgate/core/timefmt.h"
 
@@ -45,6 +46,8 @@ void JsonlCodec::DecodeLine(std::string_view line, std::uint64_t offset, CodecSi
   const FlatJsonValue* unit = nullptr;
   const FlatJsonValue* ts = nullptr;
   const FlatJsonValue* patient = nullptr;
+  const FlatJsonValue* spot = nullptr;
+  const FlatJsonValue* stored = nullptr;
   for (const FlatJsonMember& m : object_.members()) {
     if (m.key == "metric") {
       metric = &m.value;
@@ -56,9 +59,14 @@ void JsonlCodec::DecodeLine(std::string_view line, std::uint64_t offset, CodecSi
       ts = &m.value;
     } else if (m.key == "patient") {
       patient = &m.value;
+    } else if (m.key == "spot") {
+      spot = &m.value;
+    } else if (m.key == "stored") {
+      stored = &m.value;
     } else {
       // Unknown keys are rejected: a misspelt "unit" or "ts" would otherwise be silently wrong.
-      Error(sink, offset, "unknown key (expected metric, value, unit, ts, patient)", m.key);
+      Error(sink, offset,
+            "unknown key (expected metric, value, unit, ts, patient, spot, stored)", m.key);
       return;
     }
   }
@@ -144,6 +152,16 @@ void JsonlCodec::DecodeLine(std::string_view line, std::uint64_t offset, CodecSi
       return;
     }
     out.patient = patient->text;
+  }
+  for (const auto& [flag, value_of, name] :
+       {std::tuple<std::uint8_t, const FlatJsonValue*, const char*>{kFlagSpot, spot, "spot"},
+        {kFlagStored, stored, "stored"}}) {
+    if (value_of == nullptr) continue;
+    if (value_of->type != FlatJsonValue::Type::kBool) {
+      Error(sink, offset, std::string("\"") + name + "\" must be true or false");
+      return;
+    }
+    if (value_of->boolean) out.flags |= flag;
   }
   sink.OnValue(out);
 }

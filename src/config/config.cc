@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <set>
@@ -56,6 +57,16 @@ constexpr OptionSpec kEncryption[] = {
      "32 random bytes in base64 on one line (openssl rand -base64 32); mode 0600.", true, -1e300,
      1e300, {}, FileCheck::kSecret},
     {"key_id", OptionType::kString, "", "Key id written as \"kid\" in every envelope.", true},
+    {"downlink_key_file", OptionType::kString, "\"\"",
+     "Key (same format) that dashboards seal cmd/ack and cmd/assign with; must differ from "
+     "key_file. Without it every downlink command is refused while payloads are encrypted.",
+     false, -1e300, 1e300, {}, FileCheck::kSecret},
+    {"downlink_key_id", OptionType::kString, "\"\"",
+     "The \"kid\" downlink envelopes must carry; default: any kid sealed with downlink_key_file."},
+    {"downlink_window_s", OptionType::kInteger, "120",
+     "A downlink command's \"ts\" may differ from the gateway's clock by at most this much; "
+     "older ones, and nonces seen within twice this window, are refused as replays.",
+     false, 5, 3600},
 };
 
 constexpr OptionSpec kMqtt[] = {
@@ -81,6 +92,9 @@ constexpr OptionSpec kMqtt[] = {
      "Messages published but not yet acknowledged (PUBACK).", false, 1, 65535},
     {"max_readings_per_message", OptionType::kInteger, "100",
      "Most readings of one patient in one readings message.", false, 1, 10000},
+    {"backlog_alarm_s", OptionType::kNumber, "900",
+     "Technical alarm `destination` while the oldest undelivered item is older than this.", false,
+     10, 604800},
 };
 
 constexpr OptionSpec kHttp[] = {
@@ -91,6 +105,8 @@ constexpr OptionSpec kHttp[] = {
 
 constexpr OptionSpec kPatient[] = {
     {"id", OptionType::kString, "", "Patient id; part of topics. [A-Za-z0-9._-], 1-64.", true},
+    {"location", OptionType::kString, "\"\"",
+     "Bed or room (HL7 PV1-3 point of care^room^bed, e.g. \"ICU^12^1\"), shown on the status page."},
     {"news2_scale", OptionType::kInteger, "1",
      "NEWS2 SpO2 scale: 1, or 2 for confirmed hypercapnic respiratory failure.", false, 1, 2},
     {"rules", OptionType::kObject, "{}", "Overrides of the global rules (JSON merge patch)."},
@@ -98,7 +114,23 @@ constexpr OptionSpec kPatient[] = {
 
 constexpr OptionSpec kDevice[] = {
     {"id", OptionType::kString, "", "Device id. [A-Za-z0-9._-], 1-64.", true},
-    {"patient", OptionType::kString, "", "Id of the patient the device is attached to.", true},
+    {"patient", OptionType::kString, "",
+     "Id of the patient the device is attached to; null or absent: none (its readings go to "
+     "readings/unassigned/{device}, not evaluated, technical alarm `unassigned`). A cmd/assign "
+     "for the device wins over this until the next cmd/assign."},
+    {"allowed_patients", OptionType::kStringArray, "[]",
+     "Patients a reading may name itself (the jsonl \"patient\" key) besides the device's own; "
+     "[\"*\"]: any configured patient."},
+    {"spot", OptionType::kBool, "false",
+     "Every reading is a spot check (no condition delay; NEWS2 neither averages nor settles it)."},
+    {"timezone", OptionType::kString, "\"\"",
+     "tz database name of the device's clock (e.g. \"Europe/Berlin\"), so daylight saving is "
+     "right; replaces the codec's utc_offset_minutes."},
+    {"clock", OptionType::kObject, "{}", "How far the device's time stamps may be from the "
+     "gateway's; see devices[].clock."},
+    {"serial_number", OptionType::kString, "\"\"", "Device serial number (FHIR Device, HL7 OBX-18)."},
+    {"manufacturer", OptionType::kString, "\"\"", "Device manufacturer (FHIR Device)."},
+    {"model", OptionType::kString, "\"\"", "Device model (FHIR Device)."},
     {"transport", OptionType::kObject, "", "How bytes arrive; see the transport tables.", true},
     {"codec", OptionType::kObject, "",
      "How bytes become readings: a name or {\"type\": name, options...}."},
@@ -110,8 +142,33 @@ constexpr OptionSpec kDevice[] = {
      86400},
 };
 
-constexpr std::array<std::string_view, 8> kTopLevelKeys{
-    "gateway", "storage", "mqtt", "http", "patients", "devices", "rules", "$schema"};
+constexpr OptionSpec kDeviceClock[] = {
+    {"max_ahead_s", OptionType::kNumber, "60",
+     "A device time further ahead of the gateway's clock is implausible.", false, 1, 86400},
+    {"max_behind_s", OptionType::kNumber, "600",
+     "A live reading whose device time is further behind is implausible.", false, 1, 31536000},
+    {"max_record_age_s", OptionType::kNumber, "2592000",
+     "A spot check or stored record older than this is implausible (30 days).", false, 60,
+     315360000},
+};
+
+constexpr OptionSpec kDestination[] = {
+    {"type", OptionType::kString, "", "fhir or hl7v2; their own keys are in their tables.", true},
+    {"name", OptionType::kString, "", "Unique name (metrics, logs, dead letters); default: the type."},
+    {"kinds", OptionType::kStringArray, "[\"readings\", \"alerts\"]",
+     "What it receives: readings, alerts, audit."},
+    {"include_unassigned", OptionType::kBool, "false",
+     "Also deliver readings of devices without a patient."},
+    {"backlog_alarm_s", OptionType::kNumber, "900",
+     "Technical alarm `destination` while its oldest undelivered item is older than this.", false,
+     10, 604800},
+    {"reconnect_min_ms", OptionType::kInteger, "1000", "First retry delay.", false, 10, 600000},
+    {"reconnect_max_ms", OptionType::kInteger, "60000", "Cap of the retry delay.", false, 100,
+     3600000},
+};
+
+constexpr std::array<std::string_view, 9> kTopLevelKeys{
+    "gateway", "storage", "mqtt", "http", "patients", "devices", "destinations", "rules", "$schema"};
 
 std::string IndexPath(std::string_view parent, std::size_t i) {
   return std::string(parent) + "[" + std::to_string(i) + "]";
@@ -169,9 +226,16 @@ Status ParseMqtt(const json& in, const OptionContext& ctx, const std::string& ga
   if (m.contains("payload_encryption")) {
     auto enc = ApplyOptionSpecs(m["payload_encryption"], kEncryption, "mqtt.payload_encryption", ctx);
     if (!enc.ok()) return enc.status();
-    out.payload_encryption = EncryptionConfig{Str(*enc, "key_file"), Str(*enc, "key_id")};
+    out.payload_encryption = EncryptionConfig{Str(*enc, "key_file"), Str(*enc, "key_id"),
+                                              Str(*enc, "downlink_key_file"),
+                                              Str(*enc, "downlink_key_id")};
     if (out.payload_encryption->key_id.empty()) {
       return InvalidArgument("mqtt.payload_encryption.key_id: must not be empty");
+    }
+    if (!out.payload_encryption->downlink_key_file.empty() &&
+        out.payload_encryption->downlink_key_file == out.payload_encryption->key_file) {
+      return InvalidArgument(
+          "mqtt.payload_encryption.downlink_key_file: must not be the payload key (key_file)");
     }
     m["payload_encryption"] = *enc;
   }
@@ -201,6 +265,8 @@ Status ParseDevices(const json& devices, const OptionContext& ctx,
     if (raw.is_object() && raw.contains("codec") && raw["codec"].is_string()) {
       raw["codec"] = json{{"type", raw["codec"]}};
     }
+    // "patient": null says explicitly that the device has no patient.
+    if (raw.is_object() && raw.contains("patient") && raw["patient"].is_null()) raw.erase("patient");
     auto dev = ApplyOptionSpecs(raw, kDevice, path, ctx);
     if (!dev.ok()) return dev.status();
     DeviceConfig d;
@@ -211,10 +277,36 @@ Status ParseDevices(const json& devices, const OptionContext& ctx,
     if (!seen.insert(d.id).second) {
       return InvalidArgument(path + ".id: duplicate device id \"" + d.id + "\"");
     }
-    d.patient = Str(*dev, "patient");
-    if (patient_ids.count(d.patient) == 0) {
-      return InvalidArgument(path + ".patient: \"" + d.patient + "\" is not in patients[]");
+    if (dev->contains("patient")) {
+      d.patient = Str(*dev, "patient");
+      if (patient_ids.count(*d.patient) == 0) {
+        return InvalidArgument(path + ".patient: \"" + *d.patient + "\" is not in patients[]");
+      }
+    } else {
+      (*dev)["patient"] = nullptr;
     }
+    for (const auto& a : (*dev)["allowed_patients"]) {
+      const std::string& id = a.get_ref<const std::string&>();
+      if (id == "*") {
+        d.allow_any_patient = true;
+      } else if (patient_ids.count(id) == 0) {
+        return InvalidArgument(path + ".allowed_patients: \"" + id + "\" is not in patients[]");
+      } else {
+        d.allowed_patients.push_back(id);
+      }
+    }
+    d.spot = (*dev)["spot"].get<bool>();
+    d.timezone = Str(*dev, "timezone");
+    d.serial_number = Str(*dev, "serial_number");
+    d.manufacturer = Str(*dev, "manufacturer");
+    d.model = Str(*dev, "model");
+    auto clock = ApplyOptionSpecs((*dev)["clock"], kDeviceClock, path + ".clock", ctx);
+    if (!clock.ok()) return clock.status();
+    d.clock.max_ahead_ms = static_cast<std::int64_t>((*clock)["max_ahead_s"].get<double>() * 1000);
+    d.clock.max_behind_ms = static_cast<std::int64_t>((*clock)["max_behind_s"].get<double>() * 1000);
+    d.clock.max_record_age_ms =
+        static_cast<std::int64_t>((*clock)["max_record_age_s"].get<double>() * 1000);
+    (*dev)["clock"] = *clock;
     d.transport = (*dev)["transport"];
     if (!d.transport.contains("type") || !d.transport["type"].is_string()) {
       return InvalidArgument(path + ".transport.type: required string is missing");
@@ -233,6 +325,67 @@ Status ParseDevices(const json& devices, const OptionContext& ctx,
     cfg.devices.push_back(std::move(d));
   }
   effective["devices"] = eff;
+  return Status::Ok();
+}
+
+Status ParseDestinations(const json& list, const OptionContext& ctx, Config& cfg, json& effective) {
+  if (!list.is_array()) {
+    return InvalidArgument("destinations: expected an array, got " + std::string(JsonTypeName(list)));
+  }
+  std::set<std::string> names{"mqtt"};
+  json eff = json::array();
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string path = IndexPath("destinations", i);
+    if (!list[i].is_object()) {
+      return InvalidArgument(path + ": expected an object, got " + std::string(JsonTypeName(list[i])));
+    }
+    // The common keys are checked here; the rest belongs to the destination type.
+    json common = json::object();
+    json own = json::object();
+    for (const auto& [key, value] : list[i].items()) {
+      const bool is_common = std::any_of(std::begin(kDestination), std::end(kDestination),
+                                         [&](const OptionSpec& s) { return s.name == key; });
+      (is_common ? common : own)[key] = value;
+    }
+    auto c = ApplyOptionSpecs(common, kDestination, path, ctx);
+    if (!c.ok()) return c.status();
+    DestinationConfig d;
+    d.path = path;
+    d.type = Str(*c, "type");
+    d.name = c->contains("name") ? Str(*c, "name") : d.type;
+    if (!IsValidId(d.name)) {
+      return InvalidArgument(path + ".name: \"" + d.name + "\" is not a valid name ([A-Za-z0-9._-], 1-64)");
+    }
+    if (!names.insert(d.name).second) {
+      return InvalidArgument(path + ".name: \"" + d.name + "\" is used twice (\"mqtt\" is the primary destination)");
+    }
+    d.readings = d.alerts = d.audit = false;
+    for (const auto& k : (*c)["kinds"]) {
+      const std::string& kind = k.get_ref<const std::string&>();
+      if (kind == "readings") {
+        d.readings = true;
+      } else if (kind == "alerts") {
+        d.alerts = true;
+      } else if (kind == "audit") {
+        d.audit = true;
+      } else {
+        return InvalidArgument(path + ".kinds: \"" + kind + "\" is not one of readings, alerts, audit");
+      }
+    }
+    d.include_unassigned = (*c)["include_unassigned"].get<bool>();
+    d.backlog_alarm_ms = static_cast<std::int64_t>((*c)["backlog_alarm_s"].get<double>() * 1000);
+    d.reconnect_min_ms = Int(*c, "reconnect_min_ms");
+    d.reconnect_max_ms = Int(*c, "reconnect_max_ms");
+    if (d.reconnect_max_ms < d.reconnect_min_ms) {
+      return InvalidArgument(path + ".reconnect_max_ms: must be >= reconnect_min_ms");
+    }
+    d.options = std::move(own);
+    json e = *c;
+    e["name"] = d.name;
+    eff.push_back(std::move(e));
+    cfg.destinations.push_back(std::move(d));
+  }
+  effective["destinations"] = eff;
   return Status::Ok();
 }
 
@@ -320,7 +473,8 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
     for (std::string_view k : kTopLevelKeys) known = known || k == key;
     if (!known) {
       return fail(InvalidArgument(
-          key + ": unknown key (known keys: gateway, storage, mqtt, http, patients, devices, rules)"));
+          key + ": unknown key (known keys: gateway, storage, mqtt, http, patients, devices, "
+                "destinations, rules)"));
     }
   }
   const OptionContext ctx{base_dir, options.check_files};
@@ -356,6 +510,8 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
 
   if (!root.contains("mqtt")) return fail(InvalidArgument("mqtt: required section is missing"));
   VG_RETURN_IF_ERROR(fail(ParseMqtt(root["mqtt"], ctx, cfg.gateway_id, cfg.mqtt, effective)));
+  cfg.primary_backlog_alarm_ms =
+      static_cast<std::int64_t>(effective["mqtt"]["backlog_alarm_s"].get<double>() * 1000);
 
   auto http = ApplyOptionSpecs(root.value("http", json::object()), kHttp, "http", ctx);
   if (!http.ok()) return fail(http.status());
@@ -399,6 +555,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
       return fail(InvalidArgument(path + ".id: duplicate patient id \"" + pc.id + "\""));
     }
     pc.news2_scale = Int(*p, "news2_scale");
+    pc.location = Str(*p, "location");
     pc.rules = (*p)["rules"];
     eff_patients.push_back(*p);
     cfg.patients.push_back(std::move(pc));
@@ -407,6 +564,9 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
 
   VG_RETURN_IF_ERROR(
       fail(ParseDevices(root.value("devices", json::array()), ctx, patient_ids, cfg, effective)));
+
+  VG_RETURN_IF_ERROR(fail(ParseDestinations(root.value("destinations", json::array()), ctx, cfg,
+                                            effective)));
 
   cfg.rules = root.value("rules", json::object());
   if (!cfg.rules.is_object()) {
@@ -445,5 +605,7 @@ std::span<const OptionSpec> EncryptionSpecs() { return kEncryption; }
 std::span<const OptionSpec> HttpSpecs() { return kHttp; }
 std::span<const OptionSpec> PatientSpecs() { return kPatient; }
 std::span<const OptionSpec> DeviceSpecs() { return kDevice; }
+std::span<const OptionSpec> DeviceClockSpecs() { return kDeviceClock; }
+std::span<const OptionSpec> DestinationSpecs() { return kDestination; }
 
 }  // namespace vg::config

@@ -26,6 +26,7 @@ std::string_view Name(AlertState state) {
     case AlertState::kActive: return "active";
     case AlertState::kAcknowledged: return "acknowledged";
     case AlertState::kCleared: return "cleared";
+    case AlertState::kEnded: return "ended";
   }
   return "?";
 }
@@ -41,6 +42,10 @@ std::string_view Name(DeviceCondition condition) {
     case DeviceCondition::kNoData: return "no_data";
     case DeviceCondition::kReadingsDropped: return "readings_dropped";
     case DeviceCondition::kStorage: return "storage";
+    case DeviceCondition::kClock: return "clock";
+    case DeviceCondition::kUnassigned: return "unassigned";
+    case DeviceCondition::kCertificate: return "certificate";
+    case DeviceCondition::kDestination: return "destination";
   }
   return "?";
 }

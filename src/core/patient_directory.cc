@@ -2,14 +2,14 @@
 
 namespace vg {
 
-PatientDirectory::PatientDirectory(std::size_t capacity)
+NameDirectory::NameDirectory(std::size_t capacity)
     : capacity_(capacity), names_(std::make_unique<std::string[]>(capacity)) {}
 
-Result<PatientIndex> PatientDirectory::Intern(std::string_view name) {
+Result<PatientIndex> NameDirectory::Intern(std::string_view name) {
   if (auto found = Find(name)) return *found;
   const std::size_t n = size_.load(std::memory_order_relaxed);
   if (n >= capacity_) {
-    return ResourceExhausted("too many patients (limit " + std::to_string(capacity_) + ")");
+    return ResourceExhausted("too many ids (limit " + std::to_string(capacity_) + ")");
   }
   names_[n] = std::string(name);
   const auto index = static_cast<PatientIndex>(n);
@@ -18,7 +18,7 @@ Result<PatientIndex> PatientDirectory::Intern(std::string_view name) {
   return index;
 }
 
-std::optional<PatientIndex> PatientDirectory::Find(std::string_view name) const {
+std::optional<PatientIndex> NameDirectory::Find(std::string_view name) const {
   auto it = index_.find(std::string(name));
   if (it == index_.end()) return std::nullopt;
   return it->second;

@@ -4,6 +4,14 @@
 #include "vitalgate/core/timefmt.h"
 
 namespace vg {
+namespace {
+
+std::string_view DeviceName(const PayloadContext& ctx, DeviceIndex d) {
+  if (ctx.devices == nullptr || d >= ctx.devices->size()) return {};
+  return ctx.devices->Name(d);
+}
+
+}  // namespace
 
 void AppendReadingValue(std::string& out, Metric metric, double value) {
   switch (Info(metric).type) {
@@ -26,7 +34,7 @@ void AppendReadingJson(std::string& out, const Reading& r, const PayloadContext&
   out += "{\"id\":\"";
   ctx.ids->Append(out, r.id);
   out += "\",\"device\":";
-  AppendJsonString(out, r.device < ctx.devices.size() ? ctx.devices[r.device] : std::string());
+  AppendJsonString(out, DeviceName(ctx, r.device));
   out += ",\"metric\":\"";
   out += info.name;
   out += "\",\"value\":";
@@ -39,7 +47,28 @@ void AppendReadingJson(std::string& out, const Reading& r, const PayloadContext&
   out += ",\"ts\":\"";
   AppendRfc3339(out, r.ts_ms);
   out += '"';
-  if ((r.flags & kFlagQuestionable) != 0) out += ",\"flags\":[\"questionable\"]";
+  if ((r.flags & kFlagClock) != 0 && r.device_ts_ms != 0) {
+    out += ",\"device_ts\":\"";
+    AppendRfc3339(out, r.device_ts_ms);
+    out += '"';
+  }
+  constexpr std::uint8_t kShown = kFlagQuestionable | kFlagSpot | kFlagStored | kFlagClock;
+  if ((r.flags & kShown) != 0) {
+    out += ",\"flags\":[";
+    bool first = true;
+    for (const auto& [bit, word] : {std::pair<std::uint8_t, const char*>{kFlagQuestionable, "questionable"},
+                                    {kFlagSpot, "spot"},
+                                    {kFlagStored, "stored"},
+                                    {kFlagClock, "clock"}}) {
+      if ((r.flags & bit) == 0) continue;
+      if (!first) out += ',';
+      first = false;
+      out += '"';
+      out += word;
+      out += '"';
+    }
+    out += ']';
+  }
   out += '}';
 }
 
@@ -49,7 +78,12 @@ void AppendAlertJson(std::string& out, const AlertEvent& e, const PayloadContext
   out += "\",\"alarm_id\":\"";
   ctx.ids->Append(out, e.alarm_id);
   out += "\",\"patient\":";
-  AppendJsonString(out, ctx.patients->Name(e.patient));
+  const std::string& patient = ctx.patients->Name(e.patient);
+  if (IsPlaceholderPatient(patient)) {
+    out += "null";  // a device without a patient
+  } else {
+    AppendJsonString(out, patient);
+  }
   out += ",\"kind\":\"";
   out += Name(e.kind);
   out += '"';
@@ -93,7 +127,7 @@ void AppendAlertJson(std::string& out, const AlertEvent& e, const PayloadContext
   }
   if (e.device) {
     out += ",\"device\":";
-    AppendJsonString(out, *e.device < ctx.devices.size() ? ctx.devices[*e.device] : std::string());
+    AppendJsonString(out, DeviceName(ctx, *e.device));
   }
   if (e.condition) {
     out += ",\"condition\":\"";

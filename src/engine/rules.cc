@@ -55,7 +55,9 @@ const char* const kDefaultRules = R"({
                 "priority": {"disconnected": "medium", "sensor_off": "medium",
                              "out_of_track": "low", "low_perfusion": "low",
                              "low_battery": "low", "bad_frames": "low", "no_data": "medium",
-                             "readings_dropped": "medium", "storage": "high"}},
+                             "readings_dropped": "medium", "storage": "high",
+                             "clock": "medium", "unassigned": "medium",
+                             "certificate": "medium", "destination": "medium"}},
   "escalation": {"low_after_s": 900, "medium_after_s": 300}
 })";
 

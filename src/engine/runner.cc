@@ -22,8 +22,12 @@ class EngineRunner::Sink final : public AlertSink {
 };
 
 EngineRunner::EngineRunner(Engine& engine, const Clock& clock, EngineRings rings,
-                           GatewayStats& stats)
-    : engine_(engine), clock_(clock), rings_(std::move(rings)), stats_(stats) {}
+                           GatewayStats& stats, std::vector<DeviceStats*> device_stats)
+    : engine_(engine),
+      clock_(clock),
+      rings_(std::move(rings)),
+      stats_(stats),
+      device_stats_(std::move(device_stats)) {}
 
 EngineRunner::~EngineRunner() {
   RequestStop();
@@ -37,10 +41,23 @@ void EngineRunner::PostRules(std::shared_ptr<const RuleBook> rules) {
   rings_.wake_engine->Ring();
 }
 
-void EngineRunner::PostGatewayCondition(DeviceCondition condition, bool active, std::string detail) {
-  GatewayConditionChange c{condition, active, std::move(detail)};
+void EngineRunner::PostGatewayCondition(DeviceCondition condition, bool active, std::string detail,
+                                        std::optional<Priority> priority) {
+  GatewayConditionChange c{condition, active, std::move(detail), priority};
   while (!gateway_in_.TryPush(std::move(c))) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   rings_.wake_engine->Ring();
+}
+
+bool EngineRunner::PostDeviceChange(DeviceChange change, std::chrono::milliseconds wait) {
+  while (!devices_in_.TryPush(std::move(change))) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const std::uint64_t ticket = device_changes_posted_.fetch_add(1) + 1;
+  rings_.wake_engine->Ring();
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (device_changes_applied_.load(std::memory_order_acquire) < ticket) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
 }
 
 void EngineRunner::RequestStop() {
@@ -52,11 +69,17 @@ void EngineRunner::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void EngineRunner::CountFor(DeviceIndex d, Counter DeviceStats::*counter) {
+  if (d < device_stats_.size() && device_stats_[d] != nullptr) {
+    (device_stats_[d]->*counter).fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 bool EngineRunner::InputsEmpty() const {
   for (const SpscRing<IngressItem>* ring : rings_.inputs) {
     if (!ring->Empty()) return false;
   }
-  return rings_.acks->Empty() && rules_in_.Empty() && gateway_in_.Empty();
+  return rings_.acks->Empty() && rules_in_.Empty() && gateway_in_.Empty() && devices_in_.Empty();
 }
 
 bool EngineRunner::HandOver(const Reading& r) {
@@ -82,10 +105,21 @@ std::size_t EngineRunner::DrainOnce() {
   std::size_t total = 0;
   std::shared_ptr<const RuleBook> rules;
   while (rules_in_.TryPop(rules)) engine_.SetRules(std::move(rules), clock_.WallMs(), sink);
+  DeviceChange dc;
+  while (devices_in_.TryPop(dc)) {
+    if (dc.kind == DeviceChange::Kind::kAdd) {
+      if (dc.index >= device_stats_.size()) device_stats_.resize(static_cast<std::size_t>(dc.index) + 1);
+      device_stats_[dc.index] = dc.stats;
+      engine_.AddDevice(dc.index, std::move(dc.device), clock_.WallMs(), clock_.MonotonicNs(), sink);
+    } else {
+      engine_.RemoveDevice(dc.index, clock_.WallMs(), sink);
+    }
+    device_changes_applied_.fetch_add(1, std::memory_order_release);
+  }
   GatewayConditionChange gc;
   while (gateway_in_.TryPop(gc)) {
     engine_.OnGatewayCondition(gc.condition, gc.active, gc.detail, clock_.WallMs(),
-                               clock_.MonotonicNs(), sink);
+                               clock_.MonotonicNs(), sink, gc.priority);
   }
   AckRequest ack;
   while (rings_.acks->TryPop(ack)) {
@@ -116,7 +150,12 @@ std::size_t EngineRunner::DrainOnce() {
           switch (item.kind) {
             case IngressItem::Kind::kReading: {
               Reading& r = item.reading;
-              engine_.OnReading(r, mono, sink);
+              const EngineCounters before = engine_.counters();
+              if (!engine_.OnReading(r, mono, sink)) {
+                CountFor(r.device, &DeviceStats::duplicates);
+                break;  // a record the device sent before: not forwarded again
+              }
+              if (engine_.counters().late != before.late) CountFor(r.device, &DeviceStats::clock_implausible);
               if (!HandOver(r)) {
                 stats_.readings_store_dropped.fetch_add(1, std::memory_order_relaxed);
                 engine_.OnCondition(r.device, DeviceCondition::kReadingsDropped, true, r.rx_ms,
@@ -124,9 +163,17 @@ std::size_t EngineRunner::DrainOnce() {
               }
               break;
             }
+            case IngressItem::Kind::kAssign:
+              engine_.Assign(item.reading.device, item.reading.patient,
+                             (item.reading.flags & kFlagUnassigned) != 0, item.reading.rx_ms, mono,
+                             sink);
+              break;
             case IngressItem::Kind::kCondition:
               if (item.condition == DeviceCondition::kBadFrames) {
                 engine_.OnDecodeError(item.reading.device, item.reading.rx_ms, mono, sink);
+              } else if (item.condition == DeviceCondition::kClock) {
+                engine_.OnClockOffset(item.reading.device, item.reading.value, item.reading.rx_ms,
+                                      mono, sink);
               } else {
                 engine_.OnCondition(item.reading.device, item.condition, item.active,
                                     item.reading.rx_ms, mono, sink);

@@ -13,6 +13,7 @@
 #include "vitalgate/config/config.h"
 #include "vitalgate/core/patient_directory.h"
 #include "vitalgate/engine/rules.h"
+#include "vitalgate/forward/destination.h"
 #include "vitalgate/transport/transport.h"
 
 namespace vg {
@@ -23,12 +24,19 @@ struct DeviceSetup {
   nlohmann::json transport_options;  // validated, defaults filled in
   nlohmann::json codec_options;      // validated {"type": ..., ...}
   const CodecDescriptor* codec = nullptr;  // the codec codec_options names
-  PatientIndex patient = 0;
+  PatientIndex patient = 0;  // valid when config.patient is set
+};
+
+struct DestinationSetup {
+  config::DestinationConfig config;
+  const DestinationDescriptor* descriptor = nullptr;
+  nlohmann::json options;  // the type's keys, validated, defaults filled in
 };
 
 struct LoadedConfig {
   config::Config config;
   std::vector<DeviceSetup> devices;
+  std::vector<DestinationSetup> destinations;
   std::shared_ptr<const RuleBook> rules;
   nlohmann::json effective;  // everything, defaults filled in
 };

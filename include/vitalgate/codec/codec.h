@@ -30,7 +30,10 @@ struct DecodedValue {
   double value = 0;
   std::optional<std::int64_t> ts_ms;  // device time when the frame carries one
   std::string_view patient;           // non-empty: overrides the device's patient (jsonl)
-  std::uint8_t flags = 0;             // ReadingFlag bits
+  std::uint8_t flags = 0;             // ReadingFlag bits (device time, questionable, spot, stored)
+  // The device's number for a stored record (e.g. a glucose sequence number), to recognise a
+  // record the device sends again.
+  std::optional<std::uint32_t> record_seq;
   // Frame-level status words for `vitalgate decode` (static strings, e.g. "contact_detected").
   std::array<std::string_view, 8> status{};
   std::uint8_t status_count = 0;
@@ -54,6 +57,9 @@ class CodecSink {
   // A device-reported condition (sensor off, out of track...) started or ended.
   virtual void OnCondition(DeviceCondition condition, bool active) = 0;
   virtual void OnDecodeError(const DecodeError& error) = 0;
+  // The device said what its clock reads now (e.g. BLE Current Time), in the same convention as
+  // the time stamps it decodes (the configured time zone applied).
+  virtual void OnDeviceClock(std::int64_t /*device_now_ms*/) {}
 };
 
 class Codec {

@@ -30,6 +30,10 @@ struct TlsConfig {
 struct EncryptionConfig {
   std::string key_file;
   std::string key_id;
+  // The key dashboards seal downlink commands with (never the payload key); empty: with
+  // payload encryption on, every downlink command is refused.
+  std::string downlink_key_file;
+  std::string downlink_key_id;
 };
 
 struct MqttConfig {
@@ -62,17 +66,45 @@ struct HttpConfig {
 
 struct PatientConfig {
   std::string id;
+  std::string location;  // bed/room, for HL7 PV1-3 and the status page
   int news2_scale = 1;
   nlohmann::json rules;  // merge patch over the global rules; validated by the engine
 };
 
+struct DeviceClockConfig {
+  std::int64_t max_ahead_ms = 60'000;
+  std::int64_t max_behind_ms = 600'000;
+  std::int64_t max_record_age_ms = 30ll * 86'400'000;
+};
+
 struct DeviceConfig {
   std::string id;
-  std::string patient;
+  std::optional<std::string> patient;  // none: the device has no patient (unassigned)
+  std::vector<std::string> allowed_patients;  // a reading may name these itself (jsonl)
+  bool allow_any_patient = false;             // allowed_patients: ["*"]
+  bool spot = false;                          // every reading is a spot check
+  std::string timezone;                       // tz database name of the device clock
+  DeviceClockConfig clock;
+  std::string serial_number, manufacturer, model;
   nlohmann::json transport;  // {"type": ..., options...}; options validated by the transport
   nlohmann::json codec;      // {"type": ..., options...}; normalized from a string
   std::optional<double> no_data_s;          // overrides rules.technical.no_data_s
   std::optional<double> disconnect_alarm_s;  // overrides rules.technical.disconnect_alarm_s
+};
+
+// One further destination of the outbox (the `mqtt` section is the primary one).
+struct DestinationConfig {
+  std::string type;  // "fhir", "hl7v2"
+  std::string name;  // unique; default: the type
+  bool readings = true;
+  bool alerts = true;
+  bool audit = false;
+  bool include_unassigned = false;  // readings of devices without a patient
+  std::int64_t backlog_alarm_ms = 900'000;
+  int reconnect_min_ms = 1000;
+  int reconnect_max_ms = 60000;
+  nlohmann::json options;  // the type's own keys; validated by its descriptor (app/loader.h)
+  std::string path;        // "destinations[i]", for messages
 };
 
 struct Config {
@@ -86,6 +118,8 @@ struct Config {
   HttpConfig http;
   std::vector<PatientConfig> patients;
   std::vector<DeviceConfig> devices;
+  std::vector<DestinationConfig> destinations;
+  std::int64_t primary_backlog_alarm_ms = 900'000;  // mqtt.backlog_alarm_s
   nlohmann::json rules;      // validated by the engine
   nlohmann::json effective;  // the whole config with defaults filled in
 };
@@ -120,5 +154,7 @@ std::span<const OptionSpec> EncryptionSpecs();
 std::span<const OptionSpec> HttpSpecs();
 std::span<const OptionSpec> PatientSpecs();
 std::span<const OptionSpec> DeviceSpecs();
+std::span<const OptionSpec> DeviceClockSpecs();
+std::span<const OptionSpec> DestinationSpecs();
 
 }  // namespace vg::config

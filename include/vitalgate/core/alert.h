@@ -16,7 +16,9 @@ namespace vg {
 
 enum class AlertKind : std::uint8_t { kThreshold, kTrend, kNews2, kTechnical };
 enum class Priority : std::uint8_t { kLow, kMedium, kHigh };
-enum class AlertState : std::uint8_t { kActive, kAcknowledged, kCleared };
+// kEnded: closed because the device left the patient (discharge, transfer, unassigned), not
+// because the condition resolved.
+enum class AlertState : std::uint8_t { kActive, kAcknowledged, kCleared, kEnded };
 
 std::string_view Name(AlertKind kind);
 std::string_view Name(Priority priority);
@@ -33,6 +35,7 @@ struct News2Detail {
 };
 
 struct AlertEvent {
+  // Public ids are random, so that nobody can guess the id of an alarm they have not seen.
   std::uint64_t id = 0;        // this event
   std::uint64_t alarm_id = 0;  // the alarm this event belongs to (id of its first event)
   PatientIndex patient = 0;
@@ -49,6 +52,9 @@ struct AlertEvent {
   std::int64_t ts_ms = 0;                 // when this event happened (event time)
   std::int64_t raised_ts_ms = 0;          // when the alarm was first raised
   std::string acked_by;                   // acknowledged: who
+  // The alarm's engine state after this event, to survive a restart (see Engine::Restore);
+  // empty when the alarm is over (cleared or ended) or the event is not an alarm's.
+  std::string persist;
 };
 
 }  // namespace vg

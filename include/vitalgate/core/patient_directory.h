@@ -1,4 +1,5 @@
-// PatientDirectory: the append-only table of patient ids, indexed by PatientIndex.
+// NameDirectory: an append-only table of ids (patients, indexed by PatientIndex; devices, by
+// DeviceIndex).
 //
 // Readings carry a small index instead of the id string. The control thread (the one that loads
 // and reloads the configuration) is the only writer: it interns names. Any thread may turn an
@@ -19,9 +20,9 @@
 
 namespace vg {
 
-class PatientDirectory {
+class NameDirectory {
  public:
-  explicit PatientDirectory(std::size_t capacity = 65536);
+  explicit NameDirectory(std::size_t capacity = 65536);
 
   // Writer thread only. Returns the existing index for a known name.
   Result<PatientIndex> Intern(std::string_view name);
@@ -38,5 +39,17 @@ class PatientDirectory {
   std::atomic<std::size_t> size_{0};
   std::unordered_map<std::string, PatientIndex> index_;  // writer thread only
 };
+
+using PatientDirectory = NameDirectory;
+
+// The patient of a device that has none is the placeholder "unassigned/<device>" (a real
+// patient id never contains '/'): its readings and alerts go to the `unassigned/` topics.
+inline std::string PlaceholderPatient(std::string_view device) {
+  return "unassigned/" + std::string(device);
+}
+inline bool IsPlaceholderPatient(std::string_view patient) {
+  return patient.find('/') != std::string_view::npos;
+}
+using DeviceDirectory = NameDirectory;
 
 }  // namespace vg

@@ -15,7 +15,7 @@ namespace vg {
 
 struct PayloadContext {
   const PatientDirectory* patients = nullptr;
-  std::span<const std::string> devices;  // device ids by DeviceIndex
+  const DeviceDirectory* devices = nullptr;  // device ids by DeviceIndex
   const IdFormat* ids = nullptr;
 };
 
@@ -23,8 +23,8 @@ struct PayloadContext {
 void AppendReadingValue(std::string& out, Metric metric, double value);
 
 // {"id":…,"device":…,"metric":…,"value":…,"unit":…,"ts":…}; "unit" is left out for unitless
-// metrics (consciousness, on_oxygen); "flags":["questionable"] is added when the device marked
-// the value questionable.
+// metrics (consciousness, on_oxygen); "device_ts" when the device's own time was not used as
+// "ts"; "flags" lists questionable, spot, stored and clock when they apply.
 void AppendReadingJson(std::string& out, const Reading& r, const PayloadContext& ctx);
 
 // The alert event object of docs/mqtt.md.

@@ -61,15 +61,43 @@ struct DeviceStats {
   Counter invalid{0};        // implausible or wrongly typed values, unknown patients
   Counter dropped{0};        // lost because the engine queue was full
   Counter decode_errors{0};  // undecodable frames or lines
+  Counter clock_implausible{0};  // device time outside the accepted window or moving back
+  Counter questionable{0};   // flagged questionable by the device (forwarded, not evaluated)
+  Counter unassigned{0};     // received while the device had no patient (not evaluated)
+  Counter duplicates{0};     // records the device sent again (recognised, not forwarded)
   std::atomic<bool> link_up{false};
+  std::atomic<bool> removed{false};  // no longer configured (kept for its counters)
   std::atomic<std::int64_t> last_reading_ms{0};
+  std::atomic<std::int64_t> clock_offset_ms{0};  // learned device clock offset (BLE CTS)
+  std::atomic<double> battery_pct{-1};           // latest battery reading; -1: unknown
+};
+
+// One destination of the outbox (the primary MQTT broker, a FHIR server, an HL7 engine).
+struct DestinationStats {
+  std::string name;
+  std::string type;
+  std::string target;
+  std::atomic<bool> connected{false};
+  Counter readings_delivered{0};
+  Counter events_delivered{0};
+  Counter dead_letters{0};
+  Counter failures{0};
+  std::atomic<std::int64_t> oldest_unacked_rx_ms{0};  // 0: nothing waiting
+  std::atomic<std::uint64_t> backlog_readings{0};
+  std::atomic<std::uint64_t> backlog_events{0};
+  SharedText last_error;
 };
 
 struct GatewayStats {
   explicit GatewayStats(std::size_t device_count = 0) : devices(device_count) {
     for (auto& d : devices) d = std::make_unique<DeviceStats>();
   }
+  // By DeviceIndex. Grows (never shrinks) on the control thread when a reload adds devices;
+  // only the control thread (the I/O thread: HTTP, reload) iterates it, other threads keep
+  // references to their own entries.
   std::vector<std::unique_ptr<DeviceStats>> devices;
+  // Fixed at start; [0] is the primary MQTT destination.
+  std::vector<std::unique_ptr<DestinationStats>> destinations;
 
   // Engine thread.
   Counter readings_accepted{0};
@@ -95,6 +123,7 @@ struct GatewayStats {
   Counter messages_published{0};
   Counter publish_errors{0};
   Counter downlink_rejected{0};
+  std::array<Counter, 8> downlink_refused{};  // by DownlinkRefusal (forward/downlink.h)
   Counter broker_connects{0};
   Counter forwarder_loops{0};
   std::atomic<bool> broker_connected{false};

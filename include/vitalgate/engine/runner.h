@@ -10,7 +10,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +36,17 @@ struct GatewayConditionChange {
   DeviceCondition condition = DeviceCondition::kStorage;
   bool active = false;
   std::string detail;
+  std::optional<Priority> priority;  // overrides the rule's (certificate expiry ladder)
+};
+
+// Device table changes from the control thread (SIGHUP). Moves of a device between patients
+// travel in the ingress ring instead (IngressItem::kAssign), in order with its readings.
+struct DeviceChange {
+  enum class Kind : std::uint8_t { kAdd, kRemove };
+  Kind kind = Kind::kAdd;
+  DeviceIndex index = 0;
+  EngineDevice device;
+  DeviceStats* stats = nullptr;
 };
 
 struct EngineRings {
@@ -47,14 +60,20 @@ struct EngineRings {
 
 class EngineRunner {
  public:
-  EngineRunner(Engine& engine, const Clock& clock, EngineRings rings, GatewayStats& stats);
+  // `device_stats` by DeviceIndex (per-device counters the engine thread keeps).
+  EngineRunner(Engine& engine, const Clock& clock, EngineRings rings, GatewayStats& stats,
+               std::vector<DeviceStats*> device_stats = {});
   ~EngineRunner();
 
   void Start();
   // Control thread: the new rules take effect before the next reading is processed.
   void PostRules(std::shared_ptr<const RuleBook> rules);
   // Control thread: a gateway-wide condition (e.g. storage) for every patient.
-  void PostGatewayCondition(DeviceCondition condition, bool active, std::string detail);
+  void PostGatewayCondition(DeviceCondition condition, bool active, std::string detail,
+                            std::optional<Priority> priority = std::nullopt);
+  // Control thread: add or remove a device; returns once the engine has applied it (bounded
+  // wait; false if the engine did not answer in time, e.g. it is not running yet).
+  bool PostDeviceChange(DeviceChange change, std::chrono::milliseconds wait);
   // Control thread, after every producer has stopped: process what is queued, then exit.
   void RequestStop();
   void Join();
@@ -65,6 +84,7 @@ class EngineRunner {
   std::size_t DrainOnce();
   bool HandOver(const Reading& r);  // to the store ring; false when the reading had to be dropped
   bool InputsEmpty() const;
+  void CountFor(DeviceIndex d, Counter DeviceStats::*counter);
 
   Engine& engine_;
   const Clock& clock_;
@@ -72,6 +92,10 @@ class EngineRunner {
   GatewayStats& stats_;
   SpscRing<std::shared_ptr<const RuleBook>> rules_in_{8};
   SpscRing<GatewayConditionChange> gateway_in_{64};
+  SpscRing<DeviceChange> devices_in_{256};
+  std::atomic<std::uint64_t> device_changes_posted_{0};
+  std::atomic<std::uint64_t> device_changes_applied_{0};
+  std::vector<DeviceStats*> device_stats_;  // engine thread
   std::atomic<bool> stop_{false};
   bool dropping_ = false;     // the store ring stayed full: drop instead of waiting
   bool output_full_ = false;  // the last round stopped because the store's ring was full

@@ -86,6 +86,8 @@ GattFrame DecodeBloodPressure(Bytes value, const TimeOptions& time) {
   }
   if (user) frame.AddStatus(UserIdWord(*user));
   if (stamp.value) ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
+  // One measurement taken when the user asks, not a stream: no condition delay.
+  frame.flags |= kFlagSpot;
 
   const bool kpa = (flags & kFlagKpa) != 0;
   const auto add_pressure = [&](Metric metric, std::uint16_t raw) {

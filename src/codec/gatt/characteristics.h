@@ -25,6 +25,7 @@ inline constexpr std::uint16_t kUuidPlxContinuous = 0x2A5F;
 inline constexpr std::uint16_t kUuidGlucoseMeasurement = 0x2A18;
 inline constexpr std::uint16_t kUuidWeightMeasurement = 0x2A9D;
 inline constexpr std::uint16_t kUuidBatteryLevel = 0x2A19;
+inline constexpr std::uint16_t kUuidCurrentTime = 0x2A2B;
 
 using Bytes = std::span<const std::uint8_t>;
 
@@ -36,6 +37,8 @@ GattFrame DecodePlxContinuous(Bytes value, const TimeOptions& time);
 GattFrame DecodeGlucose(Bytes value, const TimeOptions& time);
 GattFrame DecodeWeight(Bytes value, const TimeOptions& time);
 GattFrame DecodeBatteryLevel(Bytes value, const TimeOptions& time);
+// Current Time (CTS): what the device's clock reads now; no measurement.
+GattFrame DecodeCurrentTime(Bytes value, const TimeOptions& time);
 
 struct CharacteristicDecoder {
   std::uint16_t uuid;

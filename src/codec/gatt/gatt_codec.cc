@@ -37,6 +37,7 @@ constexpr gatt::CharacteristicDecoder kDecoders[] = {
     {gatt::kUuidGlucoseMeasurement, "glucose measurement", &gatt::DecodeGlucose},
     {gatt::kUuidWeightMeasurement, "weight measurement", &gatt::DecodeWeight},
     {gatt::kUuidBatteryLevel, "battery level", &gatt::DecodeBatteryLevel},
+    {gatt::kUuidCurrentTime, "current time", &gatt::DecodeCurrentTime},
 };
 
 constexpr std::uint16_t kSupportedUuids[] = {
@@ -44,6 +45,7 @@ constexpr std::uint16_t kSupportedUuids[] = {
     gatt::kUuidTemperatureMeasurement, gatt::kUuidPlxSpotCheck,
     gatt::kUuidPlxContinuous,          gatt::kUuidGlucoseMeasurement,
     gatt::kUuidWeightMeasurement,      gatt::kUuidBatteryLevel,
+    gatt::kUuidCurrentTime,
 };
 static_assert(std::size(kSupportedUuids) == std::size(kDecoders));
 
@@ -114,6 +116,7 @@ void GattCodec::FeedCharacteristic(std::uint16_t uuid, std::span<const std::uint
     sink.OnCondition(static_cast<DeviceCondition>(c), *said);
   }
   for (std::size_t i = 0; i < frame.measurement_count; ++i) sink.OnValue(frame.ValueAt(i));
+  if (frame.device_clock_ms) sink.OnDeviceClock(*frame.device_clock_ms);
   for (DecodeError& w : frame.warnings) {
     w.message = prefix + w.message;
     sink.OnDecodeError(w);

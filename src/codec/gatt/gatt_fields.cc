@@ -121,6 +121,7 @@ DecodedValue GattFrame::ValueAt(std::size_t i) const {
   v.value = measurements[i].value;
   v.ts_ms = ts_ms;
   v.flags = flags;
+  v.record_seq = record_seq;
   for (std::size_t s = 0; s < status_count; ++s) v.AddStatus(status[s]);
   return v;
 }
@@ -157,11 +158,12 @@ void ApplyDeviceTime(const DateTime& dt, std::int32_t offset_minutes, std::size_
                      const TimeOptions& options, GattFrame& frame) {
   if (!options.use_device_time) return;
   switch (dt.kind) {
-    case DateTime::Kind::kValid:
-      frame.ts_ms =
-          dt.local_ms + (std::int64_t{offset_minutes} - options.utc_offset_minutes) * 60'000;
+    case DateTime::Kind::kValid: {
+      const std::int64_t local = dt.local_ms + std::int64_t{offset_minutes} * 60'000;
+      frame.ts_ms = local - std::int64_t{options.utc_offset_minutes} * 60'000;
       frame.flags |= kFlagDeviceTime;
       break;
+    }
     case DateTime::Kind::kUnknown:
       frame.AddStatus("time_unknown");
       break;

@@ -85,6 +85,8 @@ struct GattFrame {
   // Frame-wide: apply to every measurement of the frame.
   std::optional<std::int64_t> ts_ms;
   std::uint8_t flags = 0;                             // ReadingFlag bits
+  std::optional<std::uint32_t> record_seq;            // the device's record number (glucose)
+  std::optional<std::int64_t> device_clock_ms;        // what the device's clock reads (2A2B)
   std::array<std::string_view, kMaxStatus> status{};  // static strings
   std::uint8_t status_count = 0;
   // What the frame says about each DeviceCondition: nullopt = nothing.

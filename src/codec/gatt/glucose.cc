@@ -70,7 +70,11 @@ GattFrame DecodeGlucose(Bytes value, const TimeOptions& time) {
   CheckReservedFlags(flags, kReservedFlags, frame);
 
   if (!Need(r, 2, "sequence number (2 bytes)", frame)) return frame;
-  r.Take(2);  // identifies the record for RACP; the transport, not the reading, needs it
+  // Identifies the record: a record the meter sends again (a second RACP transfer) is
+  // recognised by it.
+  frame.record_seq = r.U16();
+  // Every glucose measurement is a record from the meter's memory, with its own time.
+  frame.flags |= kFlagStored;
   if (!Need(r, 7, "base time (7 bytes)", frame)) return frame;
   const std::size_t stamp_offset = r.offset();
   const DateTime base = ParseDateTime(r.Take(7));

@@ -170,6 +170,8 @@ GattFrame DecodePlxSpotCheck(Bytes value, const TimeOptions& time) {
   } else if (stamp.value) {
     ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
   }
+  // A spot-check measurement: one reading taken on request, no condition delay.
+  frame.flags |= kFlagSpot;
   return frame;
 }
 

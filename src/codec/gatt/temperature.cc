@@ -38,6 +38,8 @@ GattFrame DecodeTemperature(Bytes value, const TimeOptions& time) {
 
   if (type && *type >= 1 && *type <= std::size(kSiteWords)) frame.AddStatus(kSiteWords[*type - 1]);
   if (stamp.value) ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
+  // One measurement taken when the user asks, not a stream: no condition delay.
+  frame.flags |= kFlagSpot;
 
   const auto f = ParseFloat(raw);
   if (!f) return frame;  // NaN, NRes, ±INF: no reading

@@ -45,6 +45,8 @@ GattFrame DecodeWeight(Bytes value, const TimeOptions& time) {
 
   if (user) frame.AddStatus(UserIdWord(*user));
   if (stamp.value) ApplyDeviceTime(*stamp.value, 0, stamp.offset, time, frame);
+  // One measurement taken when the user asks, not a stream: no condition delay.
+  frame.flags |= kFlagSpot;
   if (raw == kUnsuccessful) return frame;
   if ((flags & kFlagImperial) != 0) {
     frame.Add(Metric::kWeight,

@@ -105,11 +105,16 @@ TEST(ThresholdTest, HighLimitsAndNoRepeatWhileTheStateHolds) {
   EXPECT_EQ(h.sink.events.size(), 1u);
 }
 
-TEST(ThresholdTest, LateReadingsDoNotMoveRuleState) {
+TEST(ThresholdTest, LateReadingsOfADeviceDoNotMoveItsRuleStateAndRaiseTheClockAlarm) {
   EngineHarness h(Rules(Spo2Rule(0)));
   h.Feed(Metric::kSpo2, 97, 10);
-  EXPECT_TRUE(h.Feed(Metric::kSpo2, 80, 5).empty());  // older than the latest: ignored by rules
-  EXPECT_EQ(h.engine.counters().out_of_order, 1u);
+  // Older than the same device's latest: not evaluated, but never silently: counted, and the
+  // technical alarm `clock` says so.
+  auto ev = h.Feed(Metric::kSpo2, 80, 5);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, AlertKind::kTechnical);
+  EXPECT_EQ(ev[0].condition, DeviceCondition::kClock);
+  EXPECT_EQ(h.engine.counters().late, 1u);
 }
 
 TEST(ThresholdTest, EveryReadingGetsAUniqueIncreasingId) {
