@@ -5,25 +5,6 @@
 namespace vg {
 namespace {
 
-struct Civil {
-  std::int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-Civil CivilFromDays(std::int64_t z) {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return {m <= 2 ? y + 1 : y, m, d};
-}
-
 void AppendDigits(std::string& out, std::int64_t value, int width) {
   std::array<char, 20> buf{};
   for (int i = width - 1; i >= 0; --i) {
@@ -55,6 +36,19 @@ bool ReadDigits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
 
 }  // namespace
 
+CivilDate CivilFromDays(std::int64_t z) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  return {m <= 2 ? y + 1 : y, m, d};
+}
+
 std::int64_t DaysFromCivil(std::int64_t y, unsigned m, unsigned d) {
   y -= m <= 2 ? 1 : 0;
   const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -71,7 +65,7 @@ void AppendRfc3339(std::string& out, std::int64_t unix_ms) {
     rem += 86'400'000;
     --days;
   }
-  const Civil c = CivilFromDays(days);
+  const CivilDate c = CivilFromDays(days);
   AppendDigits(out, c.year, 4);
   out += '-';
   AppendDigits(out, c.month, 2);

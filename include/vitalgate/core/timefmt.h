@@ -22,4 +22,13 @@ Result<std::int64_t> ParseRfc3339(std::string_view text);
 // Days from 1970-01-01 for a proleptic Gregorian date (H. Hinnant's algorithm).
 std::int64_t DaysFromCivil(std::int64_t y, unsigned m, unsigned d);
 
+struct CivilDate {
+  std::int64_t year;
+  unsigned month;  // 1..12
+  unsigned day;    // 1..31
+};
+
+// The proleptic Gregorian date `days` after 1970-01-01 (the inverse of DaysFromCivil).
+CivilDate CivilFromDays(std::int64_t days);
+
 }  // namespace vg
