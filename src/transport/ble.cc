@@ -69,6 +69,7 @@ int AppendWriteRequestArgs(sd_bus_message* m, const std::vector<std::uint8_t>& v
 // For messages about the characteristics the transport reads.
 std::string ReadableName(std::uint16_t uuid) {
   if (uuid == ble::kUuidBatteryLevel) return "battery level";
+  if (uuid == ble::kUuidCurrentTime) return "current time";
   char buf[32];
   std::snprintf(buf, sizeof buf, "characteristic %04X", static_cast<unsigned>(uuid));
   return buf;
@@ -451,6 +452,10 @@ void BleTransport::Subscribe(const std::vector<Characteristic>& found) {
       if (ch.flags.read && !session_.battery) session_.battery = i;
       continue;
     }
+    if (ch.uuid == ble::kUuidCurrentTime) {
+      if ((ch.flags.read || ch.flags.notify) && !session_.current_time) session_.current_time = i;
+      continue;
+    }
     if (ch.uuid == ble::kUuidRacp) {
       if (ch.flags.write && ch.flags.indicate && !session_.racp) session_.racp = i;
       continue;
@@ -463,6 +468,10 @@ void BleTransport::Subscribe(const std::vector<Characteristic>& found) {
   if (to_subscribe.empty()) {
     Fail("the device has no characteristic the gatt codec decodes that notifies or indicates");
     return;
+  }
+  // The device's clock: read at LinkUp(), and its changes (an adjustment, a new day) followed.
+  if (session_.current_time && session_.chars[*session_.current_time].flags.notify) {
+    to_subscribe.push_back(*session_.current_time);
   }
   // RACP only serves the glucose measurements; without them its records would go nowhere.
   if (session_.racp && glucose) {
@@ -493,8 +502,8 @@ void BleTransport::OnNotifyStarted(std::size_t index, sd_bus_message* m) {
     spdlog::warn("device {}: cannot enable notifications on {:04X}: {}", ctx_.device_id, uuid,
                  session_.notify_error);
     if (session_.racp == index) session_.racp.reset();
-  } else if (uuid != ble::kUuidRacp) {
-    ++session_.notify_ok;
+  } else if (uuid != ble::kUuidRacp && uuid != ble::kUuidCurrentTime) {
+    ++session_.notify_ok;  // a measurement: the link is of use
   }
   if (session_.notify_pending > 0) return;
   if (session_.notify_ok == 0) {
@@ -520,6 +529,9 @@ void BleTransport::LinkUp() {
   }
   ReadBattery();
   ArmBatteryPoll();
+  if (session_.current_time && session_.chars[*session_.current_time].flags.read) {
+    ReadCharacteristic(*session_.current_time);
+  }
   if (session_.racp && glucose_) {
     const std::vector<std::uint8_t> request = glucose_->Begin();
     CallCharacteristic(
@@ -536,13 +548,14 @@ void BleTransport::LinkUp() {
 // ---- Values ----
 
 void BleTransport::ReadCharacteristic(std::size_t index) {
+  if (session_.chars[index].read_pending) return;
+  session_.chars[index].read_pending = true;
   CallCharacteristic(index, "ReadValue", &AppendReadValueArgs,
                      [this, index](sd_bus_message* reply) { OnRead(index, reply); });
 }
 
 void BleTransport::ReadBattery() {
-  if (!session_.battery || session_.battery_pending || phase_ != Phase::kUp) return;
-  session_.battery_pending = true;
+  if (!session_.battery || phase_ != Phase::kUp) return;
   ReadCharacteristic(*session_.battery);
 }
 
@@ -561,7 +574,7 @@ void BleTransport::ArmBatteryPoll() {
 void BleTransport::OnRead(std::size_t index, sd_bus_message* m) {
   if (index >= session_.chars.size()) return;
   const std::uint16_t uuid = session_.chars[index].uuid;
-  if (uuid == ble::kUuidBatteryLevel) session_.battery_pending = false;
+  session_.chars[index].read_pending = false;
   if (phase_ != Phase::kUp) return;
   if (const sd_bus_error* err = sd_bus_message_get_error(m)) {
     std::uint64_t suppressed = 0;
@@ -614,9 +627,10 @@ void BleTransport::OnPropertiesChanged(sd_bus_message* m) {
   if (value == nullptr) return;
   for (std::size_t i = 0; i < session_.chars.size(); ++i) {
     // Only characteristics we subscribed to: BlueZ also announces the cached Value after a
-    // ReadValue (battery), which arrives through the reply already.
+    // ReadValue (battery), which arrives through the reply already. For the same reason, a
+    // subscribed one with a read pending (Current Time) waits for that reply.
     if (session_.chars[i].subscribed && session_.chars[i].path == path) {
-      OnValue(i, value->bytes);
+      if (!session_.chars[i].read_pending) OnValue(i, value->bytes);
       return;
     }
   }

@@ -7,7 +7,8 @@
 //   notifications/indications (StartNotify) on every characteristic the `gatt` codec decodes
 //   (TransportContext::characteristics, from the device's codec), after the PropertiesChanged match is installed, so a device
 //   that sends at once loses nothing. Every value goes to TransportSink::OnCharacteristic.
-//   Battery Level (2A19) is read at connect and every `battery_poll_s`.
+//   Battery Level (2A19) is read at connect and every `battery_poll_s`. Current Time (2A2B),
+//   when the codec decodes it, is read at connect and also followed when it notifies.
 // - OnLink(true) once notifications are enabled; OnLink(false, why) when the device
 //   disconnects, disappears, bluetoothd leaves the bus, the bus connection fails, or an attempt
 //   fails. Reconnects by itself, forever, with capped exponential backoff (reset by every
@@ -95,6 +96,7 @@ class BleTransport final : public Transport {
     std::uint16_t uuid = 0;
     ble::CharacteristicFlags flags;
     bool subscribed = false;  // StartNotify sent: values may arrive from now on
+    bool read_pending = false;  // ReadValue sent, no reply yet
   };
   // What one GetManagedObjects reply says about the adapter, the device and its GATT.
   struct Snapshot {
@@ -120,7 +122,7 @@ class BleTransport final : public Transport {
     int notify_ok = 0;
     std::string notify_error;
     std::optional<std::size_t> battery;       // read at connect and polled
-    bool battery_pending = false;
+    std::optional<std::size_t> current_time;  // read at connect, followed if it notifies
     std::optional<std::size_t> racp;
   };
   using Append = std::function<int(sd_bus_message*)>;
@@ -156,6 +158,7 @@ class BleTransport final : public Transport {
   void OnRead(std::size_t index, sd_bus_message* reply);
 
   // Values.
+  // ReadValue, unless a read of the characteristic is pending; the reply goes to the sink.
   void ReadCharacteristic(std::size_t index);
   void ReadBattery();
   void ArmBatteryPoll();

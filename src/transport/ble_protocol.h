@@ -22,6 +22,7 @@ namespace vg::ble {
 inline constexpr std::uint16_t kUuidBatteryLevel = 0x2A19;
 inline constexpr std::uint16_t kUuidGlucoseMeasurement = 0x2A18;
 inline constexpr std::uint16_t kUuidRacp = 0x2A52;
+inline constexpr std::uint16_t kUuidCurrentTime = 0x2A2B;
 
 // "AA:BB:CC:DD:EE:FF": six pairs of hex digits (either case) separated by colons.
 bool IsValidAddress(std::string_view address);
