@@ -1,6 +1,13 @@
 #include "serial.h"
 
+#include <fcntl.h>
+#include <termios.h>
+
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
+
+#include "vitalgate/core/unique_fd.h"
 
 namespace vg {
 namespace {
@@ -73,10 +80,38 @@ SerialTransport::SerialTransport(const TransportContext& ctx, LineSettings line,
 
 SerialTransport::~SerialTransport() { Stop(); }
 
+namespace {
+
+// Opens the port the way Asio's serial_port::open does (non-blocking, not the controlling
+// terminal, raw: no echo, no line editing, no translation of bytes, no signals from the line),
+// but close-on-exec, so exec children never inherit it.
+Result<UniqueFd> OpenRawPort(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return Unavailable(std::strerror(errno));
+  termios t{};
+  if (::tcgetattr(fd.get(), &t) != 0) return Unavailable(std::strerror(errno));
+  t.c_iflag &= ~static_cast<tcflag_t>(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL |
+                                      IXON);
+  t.c_iflag |= IGNPAR;
+  t.c_oflag &= ~static_cast<tcflag_t>(OPOST);
+  t.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+  t.c_cflag &= ~static_cast<tcflag_t>(CSIZE | PARENB);
+  t.c_cflag |= CS8 | CREAD | CLOCAL;
+  if (::tcsetattr(fd.get(), TCSANOW, &t) != 0) return Unavailable(std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
 void SerialTransport::Open() {
+  auto fd = OpenRawPort(line_.path);
+  if (!fd.ok()) {
+    Failed("cannot open: " + fd.status().message());
+    return;
+  }
   boost::system::error_code ec;
-  // Asio opens with O_NONBLOCK | O_NOCTTY: a port waiting for carrier cannot block us.
-  port_.open(line_.path, ec);
+  port_.assign(fd->get(), ec);
+  if (!ec) (void)fd->release();  // port_ owns it now
   auto set = [&](const auto& option) {
     if (!ec) port_.set_option(option, ec);
   };

@@ -1,7 +1,13 @@
 #include "tcp.h"
 
-#include <boost/asio/connect.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
+
+#include "vitalgate/core/unique_fd.h"
 
 namespace vg {
 namespace {
@@ -78,22 +84,49 @@ void TcpTransport::Open() {
           Failed("cannot resolve " + host_ + ": " + ec.message());
           return;
         }
-        boost::asio::async_connect(
-            socket_, results,
-            [this, alive_token, attempt](const boost::system::error_code& cec, const tcp::endpoint&) {
-              if (alive_token.expired() || stopped() || attempt != attempt_) return;
-              connect_timer_.cancel();
-              if (cec) {
-                ++attempt_;
-                Failed("cannot connect: " + cec.message());
-                return;
-              }
-              boost::system::error_code ignored;
-              socket_.set_option(boost::asio::socket_base::keep_alive(true), ignored);
-              socket_.set_option(tcp::no_delay(true), ignored);
-              Opened();
-            });
+        ConnectTo(attempt, results, results.begin(), "no address");
       });
+}
+
+void TcpTransport::ConnectTo(std::uint64_t attempt, const tcp::resolver::results_type& endpoints,
+                             tcp::resolver::results_type::const_iterator next,
+                             const std::string& last_error) {
+  if (next == endpoints.end()) {
+    ++attempt_;
+    connect_timer_.cancel();
+    Failed("cannot connect: " + last_error);
+    return;
+  }
+  const tcp::endpoint endpoint = next->endpoint();
+  boost::system::error_code ec;
+  socket_.close(ec);
+  // Asio would create the socket without close-on-exec: exec children would inherit it.
+  UniqueFd fd(::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                       IPPROTO_TCP));
+  if (!fd) {
+    ConnectTo(attempt, endpoints, std::next(next), std::strerror(errno));
+    return;
+  }
+  socket_.assign(endpoint.protocol(), fd.get(), ec);
+  if (ec) {
+    ConnectTo(attempt, endpoints, std::next(next), ec.message());
+    return;
+  }
+  (void)fd.release();  // socket_ owns it now
+  std::weak_ptr<bool> alive_token = alive();
+  socket_.async_connect(endpoint, [this, alive_token, attempt, endpoints,
+                                   next](const boost::system::error_code& cec) {
+    if (alive_token.expired() || stopped() || attempt != attempt_) return;
+    if (cec) {
+      ConnectTo(attempt, endpoints, std::next(next), cec.message());
+      return;
+    }
+    connect_timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.set_option(boost::asio::socket_base::keep_alive(true), ignored);
+    socket_.set_option(tcp::no_delay(true), ignored);
+    Opened();
+  });
 }
 
 void TcpTransport::CloseStream() {
