@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sd_bus_reader.h"
+#include "vitalgate/core/option_table.h"
 
 namespace vg {
 namespace {
@@ -28,28 +29,51 @@ constexpr const char* kCharIface = "org.bluez.GattCharacteristic1";
 constexpr std::uint64_t kLocalCallTimeoutUs = 10'000'000;
 constexpr std::uint64_t kGattCallTimeoutUs = 30'000'000;  // the ATT transaction timeout
 
-// clang-format off
-constexpr OptionSpec kSpecs[] = {
-    {"address", OptionType::kString, "",
-     "Device address AA:BB:CC:DD:EE:FF, as `bluetoothctl devices` shows it.", true},
-    {"adapter", OptionType::kString, "\"hci0\"", "BlueZ adapter the device is paired on."},
-    {"bus", OptionType::kString, "\"system\"",
-     "D-Bus to reach BlueZ on: \"system\" (honours DBUS_SYSTEM_BUS_ADDRESS) or an address "
-     "such as \"unix:path=/run/x\"."},
-    {"reconnect_min_ms", OptionType::kInteger, "1000",
-     "First retry delay after a failed attempt or a disconnect.", false, 10, 3600000},
-    {"reconnect_max_ms", OptionType::kInteger, "60000", "Cap of the exponential retry delay.",
-     false, 10, 3600000},
-    {"connect_timeout_ms", OptionType::kInteger, "20000",
-     "Time allowed for Device1.Connect, and again for service resolution and subscription.",
-     false, 100, 600000},
-    {"battery_poll_s", OptionType::kInteger, "300",
-     "Battery Level (2A19) read interval while connected; 0 reads it at connect only.", false, 0,
-     86400},
-    {"fetch_stored_records", OptionType::kBool, "true",
-     "Glucose: fetch the records stored since the last one seen (RACP) on every connection."},
-};
-// clang-format on
+using Options = BleTransport::Options;
+
+// The option table bound to BleTransport::Options, whose initializers are the defaults.
+const OptionTable<Options>& Table() {
+  static const OptionTable<Options> table = [] {
+    OptionTable<Options> t;
+    t.Add(&Options::address,
+          {.name = "address",
+           .help = "Device address AA:BB:CC:DD:EE:FF, as `bluetoothctl devices` shows it.",
+           .required = true});
+    t.Add(&Options::adapter,
+          {.name = "adapter", .help = "BlueZ adapter the device is paired on."});
+    t.Add(&Options::bus,
+          {.name = "bus",
+           .help = "D-Bus to reach BlueZ on: \"system\" (honours DBUS_SYSTEM_BUS_ADDRESS) or an "
+                   "address such as \"unix:path=/run/x\"."});
+    t.Add(&Options::reconnect_min_ms,
+          {.name = "reconnect_min_ms",
+           .help = "First retry delay after a failed attempt or a disconnect.",
+           .min = 10,
+           .max = 3600000});
+    t.Add(&Options::reconnect_max_ms, {.name = "reconnect_max_ms",
+                                       .help = "Cap of the exponential retry delay.",
+                                       .min = 10,
+                                       .max = 3600000});
+    t.Add(&Options::connect_timeout_ms,
+          {.name = "connect_timeout_ms",
+           .help = "Time allowed for Device1.Connect, and again for service resolution and "
+                   "subscription.",
+           .min = 100,
+           .max = 600000});
+    t.Add(&Options::battery_poll_s,
+          {.name = "battery_poll_s",
+           .help = "Battery Level (2A19) read interval while connected; 0 reads it at connect "
+                   "only.",
+           .min = 0,
+           .max = 86400});
+    t.Add(&Options::fetch_stored_records,
+          {.name = "fetch_stored_records",
+           .help = "Glucose: fetch the records stored since the last one seen (RACP) on every "
+                   "connection."});
+    return t;
+  }();
+  return table;
+}
 
 // ---- Appending call arguments (BlueZ's GattCharacteristic1 options are a{sv}). ----
 
@@ -79,37 +103,29 @@ std::string ReadableName(std::uint16_t uuid) {
 
 // ---- Options ----
 
-std::span<const OptionSpec> BleTransport::Specs() { return kSpecs; }
+std::span<const OptionSpec> BleTransport::Specs() { return Table().specs(); }
 
 Result<BleTransport::Options> BleTransport::ParseOptions(const nlohmann::json& o,
                                                          std::string_view path) {
   const std::string where(path);
-  Options out;
-  const std::string address = o.at("address").get<std::string>();
-  if (!ble::IsValidAddress(address)) {
-    return InvalidArgument(where + ".address: \"" + address +
+  Options out = Table().Read(o);
+  if (!ble::IsValidAddress(out.address)) {
+    return InvalidArgument(where + ".address: \"" + out.address +
                            "\" is not a Bluetooth address like \"C0:FF:EE:00:00:01\"");
   }
-  out.address = ble::CanonicalAddress(address);
-  out.adapter = o.at("adapter").get<std::string>();
+  out.address = ble::CanonicalAddress(out.address);
   if (!ble::IsValidAdapterName(out.adapter)) {
     return InvalidArgument(where + ".adapter: \"" + out.adapter +
                            "\" is not an adapter name like \"hci0\" (letters, digits, '_')");
   }
-  out.bus = o.at("bus").get<std::string>();
   if (!ble::IsValidBusAddress(out.bus)) {
     return InvalidArgument(where + ".bus: \"" + out.bus +
                            "\" is neither \"system\" nor a D-Bus address like "
                            "\"unix:path=/run/dbus/system_bus_socket\"");
   }
-  out.reconnect_min_ms = o.at("reconnect_min_ms").get<std::int64_t>();
-  out.reconnect_max_ms = o.at("reconnect_max_ms").get<std::int64_t>();
   if (out.reconnect_max_ms < out.reconnect_min_ms) {
     return InvalidArgument(where + ".reconnect_max_ms: must be >= reconnect_min_ms");
   }
-  out.connect_timeout_ms = o.at("connect_timeout_ms").get<std::int64_t>();
-  out.battery_poll_s = o.at("battery_poll_s").get<std::int64_t>();
-  out.fetch_stored_records = o.at("fetch_stored_records").get<bool>();
   return out;
 }
 

@@ -53,6 +53,8 @@ namespace vg {
 
 class BleTransport final : public Transport {
  public:
+  // The config's options; the initializers are the documented defaults (the option table in
+  // ble.cc is generated from them).
   struct Options {
     std::string address;  // canonical: upper case
     std::string adapter = "hci0";

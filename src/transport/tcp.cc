@@ -14,42 +14,52 @@ namespace {
 
 using boost::asio::ip::tcp;
 
-constexpr OptionSpec kSpecs[] = {
-    {"host", OptionType::kString, "", "Host name or IP address of the converter.", true},
-    {"port", OptionType::kInteger, "", "TCP port.", true, 1, 65535},
-    {"connect_timeout_ms", OptionType::kInteger, "10000", "Give up a connection attempt after this.",
-     false, 100, 600000},
-    {"reconnect_min_ms", OptionType::kInteger, "500", "First reconnect delay.", false, 10, 3600000},
-    {"reconnect_max_ms", OptionType::kInteger, "30000", "Cap of the exponential reconnect delay.",
-     false, 10, 3600000},
-    {"idle_reconnect_s", OptionType::kNumber, "30",
-     "Reconnect after this long without a byte (a dead peer sends no FIN); 0 never.", false, 0,
-     86400},
-    {"init_hex", OptionType::kString, "\"\"", "Bytes (hex) sent after every connection.", false},
-    {"keepalive_hex", OptionType::kString, "\"\"", "Bytes (hex) sent every keepalive_ms.", false},
-    {"keepalive_ms", OptionType::kInteger, "0", "Keep-alive period; 0 none.", false, 0, 3600000},
+// The tcp transport's options as the config spells them.
+struct TcpConfig {
+  std::string host;
+  std::int64_t port = 0;
+  std::int64_t connect_timeout_ms = 10000;
+  // A dead peer sends no FIN: without bytes for a while, the connection is presumed dead.
+  StreamConfig stream{.idle_reconnect_s = 30};
 };
+
+const OptionTable<TcpConfig>& Table() {
+  static const OptionTable<TcpConfig> table = [] {
+    OptionTable<TcpConfig> t;
+    t.Add(&TcpConfig::host,
+          {.name = "host", .help = "Host name or IP address of the converter.", .required = true});
+    t.Add(&TcpConfig::port,
+          {.name = "port", .help = "TCP port.", .required = true, .min = 1, .max = 65535});
+    t.Add(&TcpConfig::connect_timeout_ms, {.name = "connect_timeout_ms",
+                                           .help = "Give up a connection attempt after this.",
+                                           .min = 100,
+                                           .max = 600000});
+    t.Include(&TcpConfig::stream, &StreamOptionTable);
+    return t;
+  }();
+  return table;
+}
 
 }  // namespace
 
-std::span<const OptionSpec> TcpTransport::Specs() { return kSpecs; }
+std::span<const OptionSpec> TcpTransport::Specs() { return Table().specs(); }
 
 Status TcpTransport::Check(const nlohmann::json& options, std::string_view path) {
-  auto s = ParseStreamOptions(options);
+  const TcpConfig config = Table().Read(options);
+  auto s = ToStreamOptions(config.stream);
   if (!s.ok()) return s.status().WithContext(path);
-  if (options.at("host").get_ref<const std::string&>().empty()) {
-    return InvalidArgument(std::string(path) + ".host: must not be empty");
-  }
+  if (config.host.empty()) return InvalidArgument(std::string(path) + ".host: must not be empty");
   return Status::Ok();
 }
 
 Result<std::unique_ptr<Transport>> TcpTransport::Make(const TransportContext& ctx,
                                                       const nlohmann::json& o) {
-  auto stream = ParseStreamOptions(o);
+  const TcpConfig config = Table().Read(o);
+  auto stream = ToStreamOptions(config.stream);
   if (!stream.ok()) return stream.status();
   return std::unique_ptr<Transport>(std::make_unique<TcpTransport>(
-      ctx, o.at("host").get<std::string>(), o.at("port").get<std::uint16_t>(),
-      o.at("connect_timeout_ms").get<std::int64_t>(), *stream));
+      ctx, config.host, static_cast<std::uint16_t>(config.port), config.connect_timeout_ms,
+      *stream));
 }
 
 TcpTransport::TcpTransport(const TransportContext& ctx, std::string host, std::uint16_t port,
