@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ninja-build
   libboost-dev libmosquitto-dev libssl-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libsqlite3-dev libsystemd-dev libsdbus-c++-dev
+  libsqlite3-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   mosquitto mosquitto-clients openssl sqlite3 dbus

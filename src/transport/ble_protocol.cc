@@ -1,12 +1,7 @@
 #include "ble_protocol.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cctype>
-#include <cerrno>
-#include <cstring>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "vitalgate/core/hex.h"
@@ -16,24 +11,6 @@ namespace {
 
 constexpr std::string_view kSigBaseSuffix = "-0000-1000-8000-00805f9b34fb";
 constexpr std::string_view kStateFormat = "vitalgate-ble-state/1";
-
-std::string Errno(std::string_view what, const std::string& path) {
-  return std::string(what) + " " + path + ": " + std::strerror(errno);
-}
-
-// write(2) until everything is out or an error that is not EINTR.
-bool WriteAll(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -197,29 +174,21 @@ bool AdvanceGlucosePosition(BleState& state, std::optional<std::uint16_t> seq,
   return true;
 }
 
-Result<BleState> LoadBleState(const std::string& path, std::string_view address) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return BleState{};
-    return Unavailable(Errno("cannot open", path));
-  }
-  std::string text;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const Status s = Unavailable(Errno("cannot read", path));
-      ::close(fd);
-      return s;
+Result<BleState> LoadBleState(FileSystem& fs, const std::string& path,
+                              std::string_view address) {
+  // The file is a few dozen bytes; anything large is not ours.
+  auto text = fs.ReadFile(path, 4096);
+  if (!text.ok()) {
+    switch (text.status().code()) {
+      case StatusCode::kNotFound:
+        return BleState{};
+      case StatusCode::kResourceExhausted:
+        return DataLoss(text.status().message());
+      default:
+        return text.status();
     }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    // The file is a few dozen bytes; anything large is not ours.
-    if (text.size() > 4096) break;
   }
-  ::close(fd);
-  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const auto j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return DataLoss(path + ": not valid JSON");
   const auto format = j.find("format");
   if (format == j.end() || !format->is_string() || *format != kStateFormat) {
@@ -240,44 +209,15 @@ Result<BleState> LoadBleState(const std::string& path, std::string_view address)
   return state;
 }
 
-Status SaveBleState(const std::string& path, std::string_view address, const BleState& state) {
+Status SaveBleState(FileSystem& fs, const std::string& path, std::string_view address,
+                    const BleState& state) {
   nlohmann::json j = {{"format", kStateFormat}, {"address", CanonicalAddress(address)}};
   if (state.glucose_last_sequence) {
     j["glucose_last_sequence"] = *state.glucose_last_sequence;
   } else {
     j["glucose_last_sequence"] = nullptr;
   }
-  const std::string text = j.dump() + "\n";
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable(Errno("cannot create", tmp));
-  // O_CREAT's mode applies only to a new file; a stale temporary file keeps its mode.
-  if (::fchmod(fd, 0600) != 0 || !WriteAll(fd, text) || ::fsync(fd) != 0) {
-    const Status s = Unavailable(Errno("cannot write", tmp));
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  if (::close(fd) != 0) {
-    const Status s = Unavailable(Errno("cannot write", tmp));
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const Status s = Unavailable(Errno("cannot rename over", path));
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  // The rename is durable only once the directory entry is.
-  const std::size_t slash = path.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return Unavailable(Errno("cannot open directory", dir));
-  const int r = ::fsync(dfd);
-  ::close(dfd);
-  if (r != 0) return Unavailable(Errno("cannot sync directory", dir));
-  return Status::Ok();
+  return fs.WriteFileAtomically(path, j.dump() + "\n", 0600);
 }
 
 }  // namespace vg::ble

@@ -4,7 +4,7 @@
 // the small state file that remembers the last glucose record fetched.
 //
 // Everything here is a function of its arguments except LoadBleState/SaveBleState, which read
-// and write one file. Thread-safe.
+// and write one file through the FileSystem they are given. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vitalgate/core/file_system.h"
 #include "vitalgate/core/status.h"
 
 namespace vg::ble {
@@ -21,6 +22,7 @@ namespace vg::ble {
 inline constexpr std::uint16_t kUuidBatteryLevel = 0x2A19;
 inline constexpr std::uint16_t kUuidGlucoseMeasurement = 0x2A18;
 inline constexpr std::uint16_t kUuidRacp = 0x2A52;
+inline constexpr std::uint16_t kUuidCurrentTime = 0x2A2B;
 
 // "AA:BB:CC:DD:EE:FF": six pairs of hex digits (either case) separated by colons.
 bool IsValidAddress(std::string_view address);
@@ -111,11 +113,13 @@ bool AdvanceGlucosePosition(BleState& state, std::optional<std::uint16_t> seq,
                             bool may_be_dropped, bool& held);
 
 // Reads the state file. A missing file is an empty state (Ok). A file for another address, or
-// one that is not what SaveBleState writes, is DataLoss (the caller decides; the transport logs
-// it and starts from an empty state, which re-fetches rather than loses records).
-Result<BleState> LoadBleState(const std::string& path, std::string_view address);
-// Writes the state file atomically and durably: a temporary file in the same directory,
-// written, fsync'ed, renamed over the old one, and the directory fsync'ed. Mode 0600.
-Status SaveBleState(const std::string& path, std::string_view address, const BleState& state);
+// one that is not what SaveBleState writes (damaged, cut short, too large), is DataLoss (the
+// caller decides; the transport logs it and starts from an empty state, which re-fetches rather
+// than loses records). Unavailable when the file cannot be read.
+Result<BleState> LoadBleState(FileSystem& fs, const std::string& path, std::string_view address);
+// Writes the state file with FileSystem::WriteFileAtomically (a temporary file written,
+// fsync'ed and renamed over the old one, the directory fsync'ed), mode 0600.
+Status SaveBleState(FileSystem& fs, const std::string& path, std::string_view address,
+                    const BleState& state);
 
 }  // namespace vg::ble

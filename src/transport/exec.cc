@@ -13,6 +13,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "vitalgate/core/unique_fd.h"
+
 namespace vg {
 namespace {
 
@@ -103,11 +105,36 @@ void ExecTransport::Start() {
   Spawn();
 }
 
+namespace {
+
+// dup2() for the child between fork() and exec (async-signal-safe calls only). dup2() leaves
+// the copy without FD_CLOEXEC; when `fd` already is `target` there is no copy, so the flag is
+// cleared by hand, or the program would start without that descriptor.
+void MoveTo(int fd, int target) {
+  if (fd == target) {
+    const int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+  } else {
+    ::dup2(fd, target);
+  }
+}
+
+}  // namespace
+
 void ExecTransport::Spawn() {
   if (stopped_) return;
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     ScheduleRestart(std::string("pipe: ") + std::strerror(errno));
+    return;
+  }
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  // The child's stdin (and stderr when discarded). Close-on-exec: the child keeps only the
+  // copies dup2() makes, never a stray descriptor of its own.
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull) {
+    ScheduleRestart(std::string("/dev/null: ") + std::strerror(errno));
     return;
   }
   // Everything the child needs is prepared before fork(): after it only async-signal-safe calls.
@@ -118,8 +145,6 @@ void ExecTransport::Spawn() {
   const bool discard = options_.discard_stderr;
   const pid_t pid = ::fork();
   if (pid < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
     ScheduleRestart(std::string("fork: ") + std::strerror(errno));
     return;
   }
@@ -130,25 +155,24 @@ void ExecTransport::Spawn() {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
-    const int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-      if (discard) ::dup2(devnull, 2);
-    }
-    ::dup2(fds[1], 1);
+    // stdout first: the pipe's descriptor may be 0 or 2 itself when the gateway runs with
+    // those closed, and must not be overwritten before it is moved.
+    MoveTo(write_end.get(), 1);
+    MoveTo(devnull.get(), 0);
+    if (discard) MoveTo(devnull.get(), 2);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  ::close(fds[1]);
+  write_end.reset();  // the child's copy is the only writer: its exit ends our reads
   child_ = pid;
   started_mono_ = ctx_.clock->MonotonicNs();
   boost::system::error_code ec;
-  pipe_.assign(fds[0], ec);
+  pipe_.assign(read_end.get(), ec);
   if (ec) {
-    ::close(fds[0]);
     ChildOutputClosed("cannot watch the child's output: " + ec.message());
     return;
   }
+  (void)read_end.release();  // pipe_ owns it now
   spdlog::info("device {}: started {} (pid {})", ctx_.device_id, options_.command[0], pid);
   ctx_.sink->OnLink(true, "");
   ReadMore();

@@ -1,6 +1,7 @@
 #include "plugin.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -8,6 +9,8 @@
 #include <boost/asio/post.hpp>
 #include <cstring>
 #include <nlohmann/json.hpp>
+
+#include "vitalgate/core/unique_fd.h"
 
 namespace vg {
 namespace {
@@ -127,12 +130,14 @@ PluginTransport::PluginTransport(const TransportContext& ctx, PluginLibrary libr
   host_.emit_characteristic = &HostEmitCharacteristic;
   host_.link = &HostLink;
   host_.log = &HostLog;
-  // Asio watches its own duplicate, so closing it never closes the Doorbell's eventfd.
-  const int fd = ::dup(doorbell_.fd());
+  // Asio watches its own duplicate, so closing it never closes the Doorbell's eventfd. (A
+  // plain dup() would drop close-on-exec: exec children would inherit it.)
+  UniqueFd fd(::fcntl(doorbell_.fd(), F_DUPFD_CLOEXEC, 0));
   boost::system::error_code ec;
-  if (fd >= 0) bell_.assign(fd, ec);
-  if (fd < 0 || ec) {
-    if (fd >= 0 && !bell_.is_open()) ::close(fd);
+  if (fd) bell_.assign(fd.get(), ec);
+  if (fd && !ec) {
+    (void)fd.release();  // bell_ owns it now
+  } else {
     spdlog::error("device {}: plugin {}: cannot watch its queue; its data is delivered at stop",
                   ctx_.device_id, name_);
   }

@@ -12,14 +12,14 @@ namespace vg {
 
 class SerialTransport final : public StreamTransport<boost::asio::serial_port> {
  public:
+  // The line as Make() sets it from the config (whose defaults are in serial.cc).
   struct LineSettings {
     std::string path;
-    unsigned baud = 9600;
-    unsigned data_bits = 8;
-    boost::asio::serial_port::parity::type parity = boost::asio::serial_port::parity::none;
-    boost::asio::serial_port::stop_bits::type stop_bits = boost::asio::serial_port::stop_bits::one;
-    boost::asio::serial_port::flow_control::type flow =
-        boost::asio::serial_port::flow_control::none;
+    unsigned baud = 0;
+    unsigned data_bits = 0;
+    boost::asio::serial_port::parity::type parity{};
+    boost::asio::serial_port::stop_bits::type stop_bits{};
+    boost::asio::serial_port::flow_control::type flow{};
   };
   SerialTransport(const TransportContext& ctx, LineSettings line, StreamOptions options);
   ~SerialTransport() override;

@@ -20,21 +20,40 @@
 #include <string>
 
 #include "read_pause.h"
+#include "vitalgate/core/option_table.h"
 #include "vitalgate/transport/transport.h"
 
 namespace vg {
 
-struct StreamOptions {
+// The options every stream transport (serial, tcp) has, as the config spells them. The
+// defaults here are the ones documented; a transport may start from others (tcp's
+// idle_reconnect_s) by building its table from another instance.
+struct StreamConfig {
   std::int64_t reconnect_min_ms = 500;
   std::int64_t reconnect_max_ms = 30000;
+  double idle_reconnect_s = 0;
+  std::string init_hex{};
+  std::string keepalive_hex{};
+  std::int64_t keepalive_ms = 0;
+};
+
+// The keys of StreamConfig with their checks and help, for a transport's table to Include().
+OptionTable<StreamConfig> StreamOptionTable(const StreamConfig& defaults);
+
+// What StreamTransport runs with: StreamConfig checked and decoded.
+struct StreamOptions {
+  std::int64_t reconnect_min_ms = StreamConfig{}.reconnect_min_ms;
+  std::int64_t reconnect_max_ms = StreamConfig{}.reconnect_max_ms;
   std::int64_t idle_reconnect_ms = 0;  // 0: never; else reopen after this long without bytes
   std::string init_bytes;              // sent once after every (re)connection
   std::string keepalive_bytes;         // sent every keepalive_ms while connected
   std::int64_t keepalive_ms = 0;
 };
 
-// Parses the common options (reconnect_*, idle_reconnect_s, init_hex, keepalive_hex,
-// keepalive_ms) of a validated option object.
+// Checks what the table cannot (backoff bounds, hex, a keep-alive without a period) and
+// decodes. Errors name the key.
+Result<StreamOptions> ToStreamOptions(const StreamConfig& config);
+// ToStreamOptions of the stream keys of a validated option object.
 Result<StreamOptions> ParseStreamOptions(const nlohmann::json& o);
 
 template <typename Stream>
@@ -102,6 +121,7 @@ class StreamTransport : public Transport {
       spdlog::warn("device {}: {}: {}; retrying", ctx_.device_id, Describe(), why);
     }
     const std::int64_t delay = backoff_.NextMs();
+    retry_delay_ms_ = delay;
     retry_timer_.expires_after(std::chrono::milliseconds(delay));
     std::weak_ptr<bool> alive = alive_;
     retry_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
@@ -110,6 +130,8 @@ class StreamTransport : public Transport {
   }
 
   const TransportContext& ctx() const { return ctx_; }
+  // The delay before the reopen that the last Failed() scheduled.
+  std::int64_t retry_delay_ms() const { return retry_delay_ms_; }
   std::weak_ptr<bool> alive() const { return alive_; }
   bool stopped() const { return stopped_; }
 
@@ -184,6 +206,7 @@ class StreamTransport : public Transport {
   bool stopped_ = true;
   bool connected_ = false;
   bool reported_down_ = false;
+  std::int64_t retry_delay_ms_ = 0;
   std::chrono::steady_clock::time_point last_bytes_{};
   std::array<std::uint8_t, 4096> buffer_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

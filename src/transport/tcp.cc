@@ -1,49 +1,65 @@
 #include "tcp.h"
 
-#include <boost/asio/connect.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
+
+#include "vitalgate/core/unique_fd.h"
 
 namespace vg {
 namespace {
 
 using boost::asio::ip::tcp;
 
-constexpr OptionSpec kSpecs[] = {
-    {"host", OptionType::kString, "", "Host name or IP address of the converter.", true},
-    {"port", OptionType::kInteger, "", "TCP port.", true, 1, 65535},
-    {"connect_timeout_ms", OptionType::kInteger, "10000", "Give up a connection attempt after this.",
-     false, 100, 600000},
-    {"reconnect_min_ms", OptionType::kInteger, "500", "First reconnect delay.", false, 10, 3600000},
-    {"reconnect_max_ms", OptionType::kInteger, "30000", "Cap of the exponential reconnect delay.",
-     false, 10, 3600000},
-    {"idle_reconnect_s", OptionType::kNumber, "30",
-     "Reconnect after this long without a byte (a dead peer sends no FIN); 0 never.", false, 0,
-     86400},
-    {"init_hex", OptionType::kString, "\"\"", "Bytes (hex) sent after every connection.", false},
-    {"keepalive_hex", OptionType::kString, "\"\"", "Bytes (hex) sent every keepalive_ms.", false},
-    {"keepalive_ms", OptionType::kInteger, "0", "Keep-alive period; 0 none.", false, 0, 3600000},
+// The tcp transport's options as the config spells them.
+struct TcpConfig {
+  std::string host;
+  std::int64_t port = 0;
+  std::int64_t connect_timeout_ms = 10000;
+  // A dead peer sends no FIN: without bytes for a while, the connection is presumed dead.
+  StreamConfig stream{.idle_reconnect_s = 30};
 };
+
+const OptionTable<TcpConfig>& Table() {
+  static const OptionTable<TcpConfig> table = [] {
+    OptionTable<TcpConfig> t;
+    t.Add(&TcpConfig::host,
+          {.name = "host", .help = "Host name or IP address of the converter.", .required = true});
+    t.Add(&TcpConfig::port,
+          {.name = "port", .help = "TCP port.", .required = true, .min = 1, .max = 65535});
+    t.Add(&TcpConfig::connect_timeout_ms, {.name = "connect_timeout_ms",
+                                           .help = "Give up a connection attempt after this.",
+                                           .min = 100,
+                                           .max = 600000});
+    t.Include(&TcpConfig::stream, &StreamOptionTable);
+    return t;
+  }();
+  return table;
+}
 
 }  // namespace
 
-std::span<const OptionSpec> TcpTransport::Specs() { return kSpecs; }
+std::span<const OptionSpec> TcpTransport::Specs() { return Table().specs(); }
 
 Status TcpTransport::Check(const nlohmann::json& options, std::string_view path) {
-  auto s = ParseStreamOptions(options);
+  const TcpConfig config = Table().Read(options);
+  auto s = ToStreamOptions(config.stream);
   if (!s.ok()) return s.status().WithContext(path);
-  if (options.at("host").get_ref<const std::string&>().empty()) {
-    return InvalidArgument(std::string(path) + ".host: must not be empty");
-  }
+  if (config.host.empty()) return InvalidArgument(std::string(path) + ".host: must not be empty");
   return Status::Ok();
 }
 
 Result<std::unique_ptr<Transport>> TcpTransport::Make(const TransportContext& ctx,
                                                       const nlohmann::json& o) {
-  auto stream = ParseStreamOptions(o);
+  const TcpConfig config = Table().Read(o);
+  auto stream = ToStreamOptions(config.stream);
   if (!stream.ok()) return stream.status();
   return std::unique_ptr<Transport>(std::make_unique<TcpTransport>(
-      ctx, o.at("host").get<std::string>(), o.at("port").get<std::uint16_t>(),
-      o.at("connect_timeout_ms").get<std::int64_t>(), *stream));
+      ctx, config.host, static_cast<std::uint16_t>(config.port), config.connect_timeout_ms,
+      *stream));
 }
 
 TcpTransport::TcpTransport(const TransportContext& ctx, std::string host, std::uint16_t port,
@@ -78,22 +94,49 @@ void TcpTransport::Open() {
           Failed("cannot resolve " + host_ + ": " + ec.message());
           return;
         }
-        boost::asio::async_connect(
-            socket_, results,
-            [this, alive_token, attempt](const boost::system::error_code& cec, const tcp::endpoint&) {
-              if (alive_token.expired() || stopped() || attempt != attempt_) return;
-              connect_timer_.cancel();
-              if (cec) {
-                ++attempt_;
-                Failed("cannot connect: " + cec.message());
-                return;
-              }
-              boost::system::error_code ignored;
-              socket_.set_option(boost::asio::socket_base::keep_alive(true), ignored);
-              socket_.set_option(tcp::no_delay(true), ignored);
-              Opened();
-            });
+        ConnectTo(attempt, results, results.begin(), "no address");
       });
+}
+
+void TcpTransport::ConnectTo(std::uint64_t attempt, const tcp::resolver::results_type& endpoints,
+                             tcp::resolver::results_type::const_iterator next,
+                             const std::string& last_error) {
+  if (next == endpoints.end()) {
+    ++attempt_;
+    connect_timer_.cancel();
+    Failed("cannot connect: " + last_error);
+    return;
+  }
+  const tcp::endpoint endpoint = next->endpoint();
+  boost::system::error_code ec;
+  socket_.close(ec);
+  // Asio would create the socket without close-on-exec: exec children would inherit it.
+  UniqueFd fd(::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                       IPPROTO_TCP));
+  if (!fd) {
+    ConnectTo(attempt, endpoints, std::next(next), std::strerror(errno));
+    return;
+  }
+  socket_.assign(endpoint.protocol(), fd.get(), ec);
+  if (ec) {
+    ConnectTo(attempt, endpoints, std::next(next), ec.message());
+    return;
+  }
+  (void)fd.release();  // socket_ owns it now
+  std::weak_ptr<bool> alive_token = alive();
+  socket_.async_connect(endpoint, [this, alive_token, attempt, endpoints,
+                                   next](const boost::system::error_code& cec) {
+    if (alive_token.expired() || stopped() || attempt != attempt_) return;
+    if (cec) {
+      ConnectTo(attempt, endpoints, std::next(next), cec.message());
+      return;
+    }
+    connect_timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.set_option(boost::asio::socket_base::keep_alive(true), ignored);
+    socket_.set_option(tcp::no_delay(true), ignored);
+    Opened();
+  });
 }
 
 void TcpTransport::CloseStream() {

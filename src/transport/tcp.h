@@ -27,6 +27,11 @@ class TcpTransport final : public StreamTransport<boost::asio::ip::tcp::socket> 
   std::string Describe() const override { return host_ + ":" + std::to_string(port_); }
 
  private:
+  // Tries `next` and, when it fails, the endpoints after it; the last error when none connects.
+  void ConnectTo(std::uint64_t attempt, const boost::asio::ip::tcp::resolver::results_type& endpoints,
+                 boost::asio::ip::tcp::resolver::results_type::const_iterator next,
+                 const std::string& last_error);
+
   std::string host_;
   std::uint16_t port_;
   std::int64_t connect_timeout_ms_;

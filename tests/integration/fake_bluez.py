@@ -6,12 +6,14 @@ org.freedesktop.DBus.ObjectManager at /, org.bluez.Adapter1 at /org/bluez/hci0, 
 org.bluez.Device1 (Connect, Disconnect, Address, Connected, ServicesResolved), and, while the
 device is connected, GattService1/GattCharacteristic1 objects for heart rate (2A37, notify), blood
 pressure (2A35, indicate), glucose (2A18 notify + RACP 2A52 write/indicate), battery (2A19 read)
-and one characteristic the gateway does not decode (2A38). Notifications arrive the way BlueZ
-delivers them: PropertiesChanged(Value) on the characteristic, only while Notifying.
+and one characteristic the gateway does not decode (2A38); on request (EnableCurrentTime) also a
+Current Time Service (1805) with Current Time (2A2B, read + notify). Notifications arrive the way
+BlueZ delivers them: PropertiesChanged(Value) on the characteristic, only while Notifying.
 
 The test drives it through a test-only interface, org.vitalgate.FakeBluez1 at /org/vitalgate/test:
 Notify, DisconnectDevice, SetReachable, SetBattery, StoreGlucose, SetResolveServices,
-SetStartNotifyError, IgnoreRacpFilter, RemoveDevice, AddDevice, AutoChurn and Stats.
+SetStartNotifyError, IgnoreRacpFilter, RemoveDevice, AddDevice, AutoChurn, EnableCurrentTime and
+Stats (whose counters say how often each characteristic was read: read_2A19, read_2A2B, ...).
 
 Usage: fake_bluez.py BUS_ADDRESS DEVICE_ADDRESS   (prints READY when it owns org.bluez)
 """
@@ -102,7 +104,12 @@ class Characteristic(PropObject):
     @dbus.service.method(CHAR, in_signature="a{sv}", out_signature="ay")
     def ReadValue(self, options):
         self.fake.count(f"read_{self.u16:04X}")
-        value = [self.fake.battery] if self.u16 == 0x2A19 else list(self.props["Value"])
+        if self.u16 == 0x2A19:
+            value = [self.fake.battery]
+        elif self.u16 == 0x2A2B:
+            value = list(self.fake.current_time)
+        else:
+            value = list(self.props["Value"])
         # BlueZ caches what it read and announces it, exactly like a notification.
         self.update(Value=ay(value))
         return ay(value)
@@ -222,6 +229,14 @@ class Control(dbus.service.Object):
     def SetBattery(self, level):
         self.fake.battery = int(level)
 
+    @dbus.service.method(TEST, in_signature="ay")
+    def EnableCurrentTime(self, value):
+        """From the next service resolution on, the device also has the Current Time Service
+        (1805) whose Current Time (2A2B, read + notify) reads as `value` (10 bytes: Exact Time 256
+        = Date Time, day of week, fractions256, then the adjust reason)."""
+        self.fake.current_time = bytes(value)
+        self.fake.layout = self.fake.LAYOUT + [self.fake.CURRENT_TIME_SERVICE]
+
     @dbus.service.method(TEST, in_signature="aay")
     def StoreGlucose(self, records):
         for r in records:
@@ -281,6 +296,7 @@ class FakeBluez:
         (0x0020, 0x1808, [(0x0021, 0x2A18, ["notify"]), (0x0024, 0x2A52, ["write", "indicate"])]),
         (0x0030, 0x180F, [(0x0031, 0x2A19, ["read", "notify"])]),
     ]
+    CURRENT_TIME_SERVICE = (0x0040, 0x1805, [(0x0041, 0x2A2B, ["read", "notify"])])
     # What the gateway subscribes to; a churn cycle is complete when all of them notify.
     SUBSCRIBED = {0x2A37, 0x2A35, 0x2A18, 0x2A52}
 
@@ -296,6 +312,8 @@ class FakeBluez:
         self.start_notify_error = ""
         self.ignore_racp_filter = False
         self.racp_requests = []
+        self.layout = list(self.LAYOUT)
+        self.current_time = b""
         self.churn_left = 0
         self.churn_delay_ms = 0
         self.churn_scheduled = False
@@ -340,7 +358,7 @@ class FakeBluez:
         if (self.device is None or not bool(self.device.props["Connected"]) or self.chars
                 or not self.resolve):
             return False
-        for shandle, suuid, chars in self.LAYOUT:
+        for shandle, suuid, chars in self.layout:
             spath = f"{self.device_path}/service{shandle:04x}"
             service = PropObject(self.bus, spath, SERVICE, {
                 "UUID": dbus.String(uuid128(suuid)), "Primary": dbus.Boolean(True),

@@ -16,7 +16,7 @@ from pathlib import Path
 import dbus
 import pytest
 
-from conftest import base_config, wait_until
+from conftest import BINARY, base_config, wait_until
 
 FAKE = Path(__file__).with_name("fake_bluez.py")
 PYTHON = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
@@ -290,6 +290,46 @@ def test_records_a_meter_repeats_despite_the_filter_are_not_forwarded_twice(
     assert bluez.stats()["racp_requests"] == ["0101", "0103010400"]
     delivered_after(bluez, sub)
     assert [r["value"] for r in of_metric(sub, "glucose")] == [91, 92, 93, 94]
+    assert gw.stop() == 0
+
+
+# Current Time (2A2B) as Exact Time 256: 2026-11-30 05:17:42, a Monday, 128/256 s, adjust
+# reason 0x01 (manual time update). Current Time Service 1.1, 3.1.
+CURRENT_TIME = bytes([0xEA, 0x07, 11, 30, 5, 17, 42, 1, 0x80, 0x01])
+
+
+def gatt_decodes(uuid):
+    """Whether this build's gatt codec decodes `uuid`: the ble transport reads and subscribes
+    only to the characteristics the device's codec decodes."""
+    r = subprocess.run([BINARY, "decode", "gatt", uuid, CURRENT_TIME.hex()],
+                       capture_output=True, text=True, timeout=30)
+    return f"unsupported characteristic {uuid}" not in r.stderr
+
+
+def test_current_time_is_read_at_every_connection_and_followed_when_it_notifies(
+        broker, subscribe, gateway_factory, certs, tmp_path, bluez):
+    if not gatt_decodes("2A2B"):
+        pytest.skip("the gatt codec of this build does not decode Current Time (2A2B)")
+    bluez.ctl.EnableCurrentTime(dbus.ByteArray(CURRENT_TIME))
+    gw = gateway_factory(base_config(tmp_path, broker.port, certs, [ble_device(bluez.bus)],
+                                     rules=TECHNICAL_ONLY)).start()
+
+    def seen():
+        s = bluez.stats()
+        return s["counters"], s["notifying"]
+
+    wait_until(lambda: seen()[0].get("read_2A2B", 0) >= 1 and "2A2B" in seen()[1], 20,
+               what="Current Time read and its notifications enabled")
+    counters, notifying = seen()
+    assert counters["read_2A2B"] == 1 and counters["start_notify_2A2B"] == 1
+    assert notifying == ["2A18", "2A2B", "2A35", "2A37", "2A52"]
+    # A reconnect reads it again and subscribes again.
+    bluez.ctl.DisconnectDevice()
+    wait_until(lambda: seen()[0].get("read_2A2B", 0) >= 2 and "2A2B" in seen()[1], 20,
+               what="Current Time read again after the reconnect")
+    counters, _ = seen()
+    assert counters["read_2A2B"] == 2 and counters["start_notify_2A2B"] == 2
+    assert counters["resolved"] == 2
     assert gw.stop() == 0
 
 

@@ -2,6 +2,7 @@
 (a simulated Nonin oximeter streaming at its real baud rate with noise, a Masimo monitor, a
 garbage-flooding port), a TCP server stands in for a serial-over-IP converter."""
 
+import json
 import os
 import random
 import socket
@@ -251,3 +252,70 @@ def test_tcp_converter_reboot_reconnects(broker, certs, gateway_factory, tmp_pat
     finally:
         conv.close()
         sub.close()
+
+
+# A child that waits until the gateway's other devices are open, then writes down which
+# descriptors it inherited (number -> what /proc says it is) and stays.
+FD_LISTER = """
+import json, os, sys, time
+time.sleep(float(sys.argv[2]))
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink("/proc/self/fd/" + fd)
+    except OSError:
+        pass
+open(sys.argv[1] + ".tmp", "w").write(json.dumps(fds))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+def tcp_socket_inode(remote_port):
+    """The inode of the established IPv4 connection to 127.0.0.1:remote_port (our side)."""
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and int(remote.split(":")[1], 16) == remote_port:
+            return inode
+    return None
+
+
+def test_exec_children_inherit_no_descriptor_of_other_devices(broker, certs, gateway_factory,
+                                                              tmp_path):
+    """Serial ports, TCP connections, other children's pipes and /dev/null are opened
+    close-on-exec: a vendor bridge started by the exec transport holds only its stdin (/dev/null),
+    stdout (its pipe) and stderr."""
+    port = FakeSerialDevice(tmp_path / "ttyOX")
+    conv = FakeConverter()
+    listing = tmp_path / "fds.json"
+    try:
+        devices = [
+            {"id": "ox-1", "patient": "p-001", "codec": {"type": "nonin", "format": 2},
+             "transport": {"type": "serial", "path": port.link}},
+            {"id": "nport-1", "patient": "p-001", "codec": "masimo",
+             "transport": {"type": "tcp", "host": "127.0.0.1", "port": conv.port}},
+            {"id": "quiet-1", "patient": "p-001",
+             "transport": {"type": "exec", "command": ["/bin/sleep", "600"]}},
+            {"id": "lister-1", "patient": "p-001",
+             "transport": {"type": "exec",
+                           "command": ["/usr/bin/python3", "-c", FD_LISTER, str(listing), "2"]}},
+        ]
+        gw = gateway_factory(base_config(tmp_path, broker.port, certs, devices, rules=QUIET)).start()
+        wait_until(lambda: conv.client is not None, 15, what="the TCP device connected")
+        wait_until(listing.exists, 20, what="the child's descriptor list")
+        fds = json.loads(listing.read_text())
+        assert fds.get("0") == "/dev/null", fds
+        assert fds.get("1", "").startswith("pipe:"), fds
+        tcp_device = tcp_socket_inode(remote_port=conv.port)
+        assert tcp_device, "the TCP device's connection is not in /proc/net/tcp"
+        # What the transports open: other children's pipes, /dev/null, the serial port and
+        # the TCP device's socket. (Sockets of the MQTT client are not the transports'.)
+        leaked = {fd: target for fd, target in fds.items()
+                  if fd not in ("0", "1", "2") and
+                  (target.startswith(("pipe:", "/dev/")) or target == f"socket:[{tcp_device}]")}
+        assert leaked == {}, f"descriptors leaked into an exec child: {leaked}"
+        assert gw.stop() == 0
+    finally:
+        conv.close()
+        port.unplug()

@@ -33,10 +33,10 @@ enum class FileCheck : std::uint8_t {
 };
 
 struct OptionSpec {
-  std::string_view name;
-  OptionType type;
-  std::string_view default_json;  // JSON text of the default; empty: no default
-  std::string_view help;
+  std::string_view name = {};
+  OptionType type = OptionType::kString;
+  std::string_view default_json = {};  // JSON text of the default; empty: no default
+  std::string_view help = {};
   bool required = false;
   double min = -std::numeric_limits<double>::infinity();
   double max = std::numeric_limits<double>::infinity();

@@ -25,6 +25,7 @@ inline constexpr std::uint16_t kUuidPlxContinuous = 0x2A5F;
 inline constexpr std::uint16_t kUuidGlucoseMeasurement = 0x2A18;
 inline constexpr std::uint16_t kUuidWeightMeasurement = 0x2A9D;
 inline constexpr std::uint16_t kUuidBatteryLevel = 0x2A19;
+// Current Time (Current Time Service 1.1, 3.1: Exact Time 256 + Adjust Reason, 10 bytes).
 inline constexpr std::uint16_t kUuidCurrentTime = 0x2A2B;
 
 using Bytes = std::span<const std::uint8_t>;

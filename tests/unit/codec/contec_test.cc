@@ -1,6 +1,6 @@
-// Vectors CMS5-n / CMS9-n are from /work/notes/serial_protocols.md section 3.3 (ATB = atbrask's
-// unit tests, HEAD = headrotor's real CMS50D+ capture, MARK = MarkMLl's fw 4.6 dump,
-// [C] = constructed with the arithmetic shown there).
+// Vectors CMS5-n / CMS9-n: tests/vectors/README.md names the source of each (ATB = atbrask's
+// unit tests, HEAD = headrotor's real CMS50D+ capture, MARK = MarkMLl's fw 4.6 frame,
+// [C] = constructed with the arithmetic shown in the comment).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -139,7 +139,7 @@ TEST(ContecFrame9Test, Cms9RealCaptures) {
     ExpectValue(r.values[0], Metric::kPulseRate, 65);
     ExpectValue(r.values[1], Metric::kSpo2, 97);
     ExpectValue(r.values[2], Metric::kPulseRate, 65);
-    ExpectValue(r.values[4], Metric::kPulseRate, 61);  // 0xBD & 0x7F, not 53 (see notes)
+    ExpectValue(r.values[4], Metric::kPulseRate, 61);  // 0xBD & 0x7F, not 53 (see docs/codecs.md)
     ExpectValue(r.values[5], Metric::kSpo2, 99);
     EXPECT_EQ(r.values[0].flags, 0);
     EXPECT_TRUE(r.errors.empty());

@@ -590,7 +590,7 @@ TEST(PlxContinuousTest, Vectors) {
   EXPECT_EQ(r.values[2].value, 3.0);
   EXPECT_EQ(Status(r.values[0]), std::vector<std::string>{"fully_qualified"});
 
-  // The notes' vector with "sensor unconnected to user": a probe off the patient, no readings.
+  // "Sensor unconnected to user" set: a probe off the patient, no readings.
   r = Decode(0x2A5F, "1C 5F 00 50 00 00 01 00 08 00 1E F0");
   EXPECT_TRUE(r.values.empty());
   ASSERT_EQ(r.conditions.size(), 1u);

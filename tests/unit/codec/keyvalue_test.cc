@@ -1,5 +1,5 @@
-// Vectors KV-n are from /work/notes/serial_protocols.md section 4 (KV-1 verbatim from the Nonin
-// BT4000 manual, KV-2 the Nonin ASCII template filled in).
+// Vectors KV-n: tests/vectors/README.md names their source (Nonin's ASCII output layout; both
+// constructed).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,5 @@
-// Vectors MAS-n are from /work/notes/serial_protocols.md section 1.5; the source of each is
-// named there (YAH = real Rad-8 capture, OICE-C = OpenICE driver examples, NMENON = capture
-// script comments, [C] = constructed).
+// Vectors MAS-n: tests/vectors/README.md names the source of each (YAH = real Rad-8 capture,
+// OICE-C = OpenICE driver examples, NMENON = capture script comments, [C] = constructed).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
-// Vectors NON2-n / NON8-n are from /work/notes/serial_protocols.md section 2.4 (PUFF-T = the
-// Pufferfish project's unit tests, [C] = constructed with the arithmetic shown there).
+// Vectors NON2-n / NON8-n: tests/vectors/README.md names the source of each (PUFF-T = the
+// Pufferfish project's unit tests, [C] = constructed with the arithmetic shown in the comment).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -89,7 +89,7 @@ TEST(BleFlagsTest, OperationsAreRecognisedAndAccessRequirementsIgnored) {
   EXPECT_FALSE(g.write);  // without response is not enough for RACP
 }
 
-// Vectors R1, R2 of the research notes (Nordic RACP tests), plus the uint16 byte order.
+// Vectors R1, R2 (tests/vectors/README.md), plus the uint16 byte order.
 TEST(RacpTest, ReportStoredRecordsRequests) {
   EXPECT_EQ(RacpReportStoredRecords(std::nullopt), (Bytes{0x01, 0x01}));
   EXPECT_EQ(RacpReportStoredRecords(6), (Bytes{0x01, 0x03, 0x01, 0x06, 0x00}));
@@ -188,12 +188,13 @@ class BleStateFileTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   void Write(const std::string& text) { std::ofstream(path_) << text; }
 
+  PosixFileSystem fs_;
   std::string dir_;
   std::string path_;
 };
 
 TEST_F(BleStateFileTest, MissingFileIsAnEmptyState) {
-  auto s = LoadBleState(path_, "C0:FF:EE:00:00:01");
+  auto s = LoadBleState(fs_, path_, "C0:FF:EE:00:00:01");
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_FALSE(s->glucose_last_sequence);
 }
@@ -201,8 +202,8 @@ TEST_F(BleStateFileTest, MissingFileIsAnEmptyState) {
 TEST_F(BleStateFileTest, RoundTripIsPrivateAndLeavesNoTemporaryFile) {
   BleState st;
   st.glucose_last_sequence = 4711;
-  ASSERT_TRUE(SaveBleState(path_, "c0:ff:ee:00:00:01", st).ok());
-  auto back = LoadBleState(path_, "C0:FF:EE:00:00:01");
+  ASSERT_TRUE(SaveBleState(fs_, path_, "c0:ff:ee:00:00:01", st).ok());
+  auto back = LoadBleState(fs_, path_, "C0:FF:EE:00:00:01");
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->glucose_last_sequence, 4711);
   struct stat sb {};
@@ -212,10 +213,10 @@ TEST_F(BleStateFileTest, RoundTripIsPrivateAndLeavesNoTemporaryFile) {
 
   // Overwriting replaces the number; "nothing seen" survives as such.
   st.glucose_last_sequence = 4712;
-  ASSERT_TRUE(SaveBleState(path_, "C0:FF:EE:00:00:01", st).ok());
-  EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01")->glucose_last_sequence, 4712);
-  ASSERT_TRUE(SaveBleState(path_, "C0:FF:EE:00:00:01", BleState{}).ok());
-  EXPECT_FALSE(LoadBleState(path_, "C0:FF:EE:00:00:01")->glucose_last_sequence);
+  ASSERT_TRUE(SaveBleState(fs_, path_, "C0:FF:EE:00:00:01", st).ok());
+  EXPECT_EQ(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01")->glucose_last_sequence, 4712);
+  ASSERT_TRUE(SaveBleState(fs_, path_, "C0:FF:EE:00:00:01", BleState{}).ok());
+  EXPECT_FALSE(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01")->glucose_last_sequence);
 }
 
 TEST_F(BleStateFileTest, StaleTemporaryFileDoesNotWidenTheMode) {
@@ -223,7 +224,7 @@ TEST_F(BleStateFileTest, StaleTemporaryFileDoesNotWidenTheMode) {
   ASSERT_EQ(::chmod((path_ + ".tmp").c_str(), 0644), 0);
   BleState st;
   st.glucose_last_sequence = 1;
-  ASSERT_TRUE(SaveBleState(path_, "C0:FF:EE:00:00:01", st).ok());
+  ASSERT_TRUE(SaveBleState(fs_, path_, "C0:FF:EE:00:00:01", st).ok());
   struct stat sb {};
   ASSERT_EQ(::stat(path_.c_str(), &sb), 0);
   EXPECT_EQ(sb.st_mode & 0777, 0600u);
@@ -231,22 +232,22 @@ TEST_F(BleStateFileTest, StaleTemporaryFileDoesNotWidenTheMode) {
 
 TEST_F(BleStateFileTest, DamagedOrForeignFilesAreDataLoss) {
   Write("not json");
-  EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
   Write(
       R"({"format":"vitalgate-ble-state/1","address":"C0:FF:EE:00:00:02","glucose_last_sequence":3})");
-  EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
   Write(
       R"({"format":"vitalgate-ble-state/1","address":"C0:FF:EE:00:00:01","glucose_last_sequence":70000})");
-  EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
   Write(R"({"format":"other","address":"C0:FF:EE:00:00:01","glucose_last_sequence":3})");
-  EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01").status().code(), StatusCode::kDataLoss);
   Write(
       R"({"format":"vitalgate-ble-state/1","address":"C0:FF:EE:00:00:01","glucose_last_sequence":3})");
-  EXPECT_EQ(LoadBleState(path_, "C0:FF:EE:00:00:01")->glucose_last_sequence, 3);
+  EXPECT_EQ(LoadBleState(fs_, path_, "C0:FF:EE:00:00:01")->glucose_last_sequence, 3);
 }
 
 TEST_F(BleStateFileTest, MissingDirectoryIsUnavailable) {
-  const Status s = SaveBleState(dir_ + "/missing/x.state", "C0:FF:EE:00:00:01", BleState{});
+  const Status s = SaveBleState(fs_, dir_ + "/missing/x.state", "C0:FF:EE:00:00:01", BleState{});
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_NE(s.message().find("missing/x.state.tmp"), std::string::npos);
 }
