@@ -62,14 +62,21 @@ int main(int argc, char** argv) {
   }
   json hr = json::parse(vg::fhir::testing::FindSample("heart_rate-collection").Render().json);
   for (json& entry : hr["entry"]) {
-    if (entry["resource"].contains("valueQuantity")) entry["resource"]["valueQuantity"]["code"] = "bpm";
+    // Without the LOINC code 8867-4 the heartrate profile's code slice is empty.
+    if (entry["resource"]["resourceType"] == "Observation") {
+      json kept = json::array();
+      for (const json& c : entry["resource"]["code"]["coding"]) {
+        if (c["system"] != "http://loinc.org") kept.push_back(c);
+      }
+      entry["resource"]["code"]["coding"] = kept;
+    }
   }
   json no_subject = hr;
   for (json& entry : no_subject["entry"]) {
     if (entry["resource"]["resourceType"] == "Observation") entry["resource"].erase("subject");
   }
   if (!Write(dir + "/invalid/bp-without-diastolic.json", no_diastolic.dump()) ||
-      !Write(dir + "/invalid/heart-rate-unit-bpm.json", hr.dump()) ||
+      !Write(dir + "/invalid/heart-rate-without-loinc.json", hr.dump()) ||
       !Write(dir + "/invalid/vital-sign-without-subject.json", no_subject.dump())) {
     return 1;
   }

@@ -29,11 +29,16 @@ for (const entry of readJson('fhir/r4/profiles-others.json').entry) {
 // same defect hit other validators: hapifhir/org.hl7.fhir.core#22). The equivalent form used
 // here: discriminate by pattern on `code` and give each slice the patternCodeableConcept its
 // nested slice requires (exactly one coding with that LOINC system and code). All other element
-// rules of the profile, including the nested slices, stay as published.
+// rules of the profile stay as published. The nested coding slices themselves (SBPCode, DBPCode:
+// one coding with that LOINC code) are what the patterns now express, and are left out because
+// @medplum/core misplaces them onto Observation.component as well.
 function bpProfile() {
   const sd = structuredClone(profiles.get('http://hl7.org/fhir/StructureDefinition/bp'));
   const codes = { SystolicBP: '8480-6', DiastolicBP: '8462-4' };
+  sd.snapshot.element = sd.snapshot.element.filter(
+    (el) => !/^Observation\.component:(SystolicBP|DiastolicBP)\.code\.coding:/.test(el.id));
   for (const el of sd.snapshot.element) {
+    if (/^Observation\.component:(SystolicBP|DiastolicBP)\.code\.coding$/.test(el.id)) delete el.slicing;
     if (el.id === 'Observation.component') {
       el.slicing.discriminator = [{ type: 'pattern', path: 'code' }];
     }
