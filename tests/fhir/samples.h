@@ -45,7 +45,7 @@ inline std::shared_ptr<RenderContext> SampleContext() {
 }
 
 inline OutboxRow Row(std::uint64_t seq, const std::string& patient, const std::string& body,
-                     std::int64_t rx_ms = 1795237200000) {
+                     std::int64_t rx_ms = 1795323600000) {
   OutboxRow r;
   r.seq = seq;
   r.patient = patient;

@@ -238,8 +238,9 @@ class BundleBuilder {
     const auto info_it = context_.devices.find(device);
     const DeviceInfo* info = info_it == context_.devices.end() ? nullptr : &info_it->second;
     json d = {{"resourceType", "Device"}};
-    // PhdDevice requires manufacturer and model; it is claimed only when both are configured.
-    if (info != nullptr && !info->manufacturer.empty() && !info->model.empty()) {
+    const std::vector<Specialization> specializations = SpecializationsOf(metrics);
+    // PhdDevice requires manufacturer, model and a specialization; it is claimed only then.
+    if (info != nullptr && !info->manufacturer.empty() && !info->model.empty() && !specializations.empty()) {
       d["meta"] = {{"profile", json::array({kPhdDeviceProfile})}};
     }
     json ids = json::array();
@@ -260,7 +261,7 @@ class BundleBuilder {
     d["type"] = Concept(json::array({Coding(kMdc, kMdcPhdType, "MDC_MOC_VMS_MDS_SIMP")}),
                         "MDC_MOC_VMS_MDS_SIMP: Personal health device");
     json specs = json::array();
-    for (const Specialization& s : SpecializationsOf(metrics)) {
+    for (const Specialization& s : specializations) {
       specs.push_back({{"systemType", Concept(json::array({Coding(kMdc, s.code, s.reference_id)}),
                                               s.reference_id)},
                        {"version", "1"}});
@@ -271,9 +272,15 @@ class BundleBuilder {
           {{{"type", Concept(json::array({Coding(kMdc, kMdcBattery, "MDC_ATTR_VAL_BATT_CHARGE")}))},
             {"valueQuantity", json::array({Quantity(*battery, "%")})}}});
     }
-    const std::string search =
-        "Device?identifier=" + QueryEscape(std::string(kUriSystem) + "|" + Urn(uuid));
-    Add(std::move(d), uuid, {}, search);
+    // With what it measured the Device is brought up to date (conditional update); without
+    // (an alert, a battery level alone) it is only created when missing, so that a fuller
+    // Device on the server is not replaced by a thinner one.
+    const std::string query = "identifier=" + QueryEscape(std::string(kUriSystem) + "|" + Urn(uuid));
+    if (specializations.empty()) {
+      Add(std::move(d), uuid, query);
+    } else {
+      Add(std::move(d), uuid, {}, "Device?" + query);
+    }
     return device_urls_.emplace(device, Urn(uuid)).first->second;
   }
 

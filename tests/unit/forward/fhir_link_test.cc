@@ -318,7 +318,7 @@ TEST_F(FhirLinkTest, AnAlertIsOneTransaction) {
 }
 
 TEST_F(FhirLinkTest, CheckRefusesUnsafeOrIncompleteOptions) {
-  const auto* check = FhirDestination().check;
+  const auto check = FhirDestination().check;
   json plain = Options(1);
   plain["url"] = "http://ehr.example/fhir";
   plain.erase("tls");

@@ -27,10 +27,10 @@ bool Claims(const json& r, const std::string& profile) {
   return false;
 }
 
-int CountSystem(const json& concept, const std::string& system) {
+int CountSystem(const json& cc, const std::string& system) {
   int n = 0;
-  if (!concept.is_object() || !concept.contains("coding")) return 0;
-  for (const json& c : concept["coding"]) n += c.value("system", "") == system ? 1 : 0;
+  if (!cc.is_object() || !cc.contains("coding")) return 0;
+  for (const json& c : cc["coding"]) n += c.value("system", "") == system ? 1 : 0;
   return n;
 }
 
@@ -54,7 +54,9 @@ void CheckBase(const json& o, const std::string& where, bool transaction_or_lite
   // subject.reference 1..1: with identifier references in a collection Bundle there is no
   // resolvable reference to give (docs/fhir.md, deviations).
   ASSERT_TRUE(o.contains("subject"));
-  if (transaction_or_literal) EXPECT_TRUE(o["subject"].contains("reference"));
+  if (transaction_or_literal) {
+    EXPECT_TRUE(o["subject"].contains("reference"));
+  }
   EXPECT_TRUE(o.contains("effectiveDateTime") || o.contains("effectivePeriod"));  // effective[x] 1..1
   // device.reference 1..1.
   ASSERT_TRUE(o.contains("device"));
@@ -164,7 +166,9 @@ TEST(FhirPhdChecklist, EveryResourceClaimingAPhdProfileMeetsItsConstraints) {
         EXPECT_EQ(gateway, 1);  // extension 1..1
         EXPECT_EQ(CountSystem(r["code"], kMdc), 1);
         EXPECT_TRUE(r.contains("valueDateTime") || r.contains("dataAbsentReason"));
-        if (resolvable) EXPECT_TRUE(r["subject"].contains("reference"));
+        if (resolvable) {
+          EXPECT_TRUE(r["subject"].contains("reference"));
+        }
         EXPECT_TRUE(r["device"].contains("reference"));
       }
       if (Claims(r, "PhdDevice")) {

@@ -37,8 +37,8 @@ std::vector<json> Resources(const json& bundle, const std::string& type) {
   return out;
 }
 
-bool HasCoding(const json& concept, const std::string& system, const std::string& code) {
-  for (const json& c : concept["coding"]) {
+bool HasCoding(const json& cc, const std::string& system, const std::string& code) {
+  for (const json& c : cc["coding"]) {
     if (c["system"] == system && c["code"] == code) return true;
   }
   return false;
@@ -98,7 +98,7 @@ TEST(FhirRender, TransactionUsesConditionalCreatesCollectionCarriesIds) {
       EXPECT_EQ(e["request"]["ifNoneExist"].get<std::string>().rfind("identifier=", 0), 0u);
       EXPECT_NE(e["request"]["ifNoneExist"].get<std::string>().find("150456"), std::string::npos) << id;
     } else {
-      EXPECT_EQ(e["request"]["method"], "PUT");
+      EXPECT_EQ(e["request"]["method"], "PUT");  // the gateway and ox-1, which measured spo2
       EXPECT_EQ(e["request"]["url"].get<std::string>().rfind("Device?identifier=", 0), 0u);
     }
   }
@@ -217,7 +217,7 @@ TEST(FhirRender, DeviceTimeIsComparedWithGatewayTime) {
   const json b = Render({Row(1, "p-001",
                              ReadingBody("i-1", "ox-1", "pulse_rate", "71",
                                          ",\"flags\":[\"clock\"],\"device_ts\":\"2001-01-01T00:00:07.000Z\""),
-                             1795237200500)});
+                             1795323600500)});
   std::string coincident_url;
   for (const json& e : b["entry"]) {
     if (HasCoding(e["resource"].value("code", json{{"coding", json::array()}}), "urn:iso:std:iso:11073:10101",
