@@ -14,6 +14,9 @@ packages=(
   python3 python3-pytest python3-paho-mqtt python3-cryptography python3-dbus python3-gi
   systemd procps iproute2 e2fsprogs util-linux
 )
+# Node.js and npm run the FHIR validator of the tests (tests/fhir); a Node.js that brings its
+# own npm (e.g. from another repository) is kept as it is.
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -15,8 +15,9 @@ namespace vg {
 std::string BuildReadingsJson(std::string_view gateway, std::string_view patient,
                               std::span<const OutboxRow* const> rows);
 
-// A FHIR R4 Bundle (type "collection") with one Observation per reading: LOINC and IEEE 11073
-// codings, UCUM valueQuantity, subject Patient/{patient}, the reading id as Observation.id.
+// A FHIR R4 Bundle (type "collection") of the readings as docs/fhir.md describes them
+// (vital-signs profiles, blood pressure panels, PHD IG Devices); a row that is not a valid
+// reading fails the whole message with DataLoss naming the row.
 Result<std::string> BuildReadingsFhir(std::string_view gateway, std::string_view patient,
                                       std::span<const OutboxRow* const> rows);
 
