@@ -216,18 +216,22 @@ class MllpLink final : public RequestLink {
 
  private:
   // Runs the private io_context until `op` completes or the deadline passes; then `abort`
-  // cancels what is pending and the cancelled handlers are drained. False on the deadline.
+  // cancels it and its handler is run. False on the deadline.
   template <typename Abort>
   bool RunUntil(const std::shared_ptr<Op>& op, Deadline deadline, Abort abort) {
     io_.restart();
-    while (!op->done) {
-      if (io_.run_one_until(deadline) == 0) break;
+    while (!op->done && io_.run_one_until(deadline) > 0) {
     }
     if (op->done) return true;
     abort();
+    // Socket operations complete at once when their socket is closed (so no buffer is used
+    // after we return); a name lookup cannot be interrupted and is left to finish on its own,
+    // its handler touching nothing but `op`.
+    const Deadline grace = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     io_.restart();
-    io_.run();
-    return op->done && !op->ec;  // completed at the very last moment
+    while (!op->done && io_.run_one_until(grace) > 0) {
+    }
+    return false;
   }
 
   void Abort() {

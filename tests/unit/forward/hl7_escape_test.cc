@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "hl7_test_util.h"
 #include "vitalgate/forward/hl7.h"
 
 namespace vg::hl7 {
@@ -48,20 +49,6 @@ bool ReferenceUnescape(const std::string& in, std::string& out) {
   return true;
 }
 
-// True when no delimiter, CR, LF or other control character appears outside an escape sequence.
-bool OnlySafeCharacters(const std::string& escaped) {
-  bool in_sequence = false;
-  for (const char c : escaped) {
-    if (c == '\\') {
-      in_sequence = !in_sequence;
-      continue;
-    }
-    const auto b = static_cast<unsigned char>(c);
-    if (c == '|' || c == '^' || c == '~' || c == '&' || b < 0x20 || b == 0x7F) return false;
-  }
-  return !in_sequence;
-}
-
 std::string RandomText(std::mt19937& rng) {
   // Biased towards the characters that matter: delimiters, escape, CR/LF, controls, UTF-8.
   static const std::string kSpecial = "|^~\\&\r\n\t\x0b\x1c\x7f";
@@ -89,7 +76,7 @@ TEST(Hl7Escape, PropertyRoundTripThroughIndependentUnescape) {
   for (int i = 0; i < 20000; ++i) {
     const std::string text = RandomText(rng);
     const std::string escaped = Escape(text);
-    ASSERT_TRUE(OnlySafeCharacters(escaped)) << "escaped: " << escaped;
+    ASSERT_TRUE(testing::OnlySafeCharacters(escaped)) << "escaped: " << escaped;
     std::string back;
     ASSERT_TRUE(ReferenceUnescape(escaped, back)) << "malformed escape: " << escaped;
     ASSERT_EQ(back, text);
@@ -134,6 +121,9 @@ TEST(Hl7SegmentWriter, DropsTrailingEmptiesAndSkipsEmptyRepeats) {
   out.clear();
   SegmentWriter(out, "OBX").Repeats(8, {"", "PH", "S~P"}).End();
   EXPECT_EQ(out, "OBX||||||||PH~S\\R\\P\r");
+  out.clear();
+  SegmentWriter(out, "PID").Text(3, "").End();  // a segment of empty fields keeps one separator
+  EXPECT_EQ(out, "PID|\r");
 }
 
 TEST(Hl7SegmentWriter, EncodedPartsAreNotEscapedAgain) {

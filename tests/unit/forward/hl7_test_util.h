@@ -1,5 +1,5 @@
-// A deliberately small HL7 v2 reader for tests (default delimiters only), and builders for
-// the canonical rows a destination renders.
+// Test helpers for HL7 v2: a deliberately small message reader (default delimiters only) and
+// the check that escaped text holds no delimiter or control character.
 #pragma once
 
 #include <string>
@@ -9,6 +9,20 @@
 #include "vitalgate/forward/hl7.h"
 
 namespace vg::hl7::testing {
+
+// True when no delimiter, CR, LF or other control character appears outside an escape sequence.
+inline bool OnlySafeCharacters(const std::string& escaped) {
+  bool in_sequence = false;
+  for (const char c : escaped) {
+    if (c == '\\') {
+      in_sequence = !in_sequence;
+      continue;
+    }
+    const auto b = static_cast<unsigned char>(c);
+    if (c == '|' || c == '^' || c == '~' || c == '&' || b < 0x20 || b == 0x7F) return false;
+  }
+  return !in_sequence;
+}
 
 struct Segment {
   std::vector<std::string> fields;  // fields[0] is the id; for MSH fields[1] is "|"
