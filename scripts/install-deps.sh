@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   mosquitto mosquitto-clients openssl sqlite3 dbus
-  python3 python3-pytest python3-paho-mqtt python3-cryptography python3-dbus python3-gi
+  python3 python3-pytest python3-paho-mqtt python3-cryptography python3-dbus python3-gi python3-hl7
   systemd procps iproute2 e2fsprogs util-linux
 )
 # Node.js and npm run the FHIR validator of the tests (tests/fhir); a Node.js that brings its
