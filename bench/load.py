@@ -245,6 +245,7 @@ tls_version tlsv1.2
             "http": {"listen": ""},
             "patients": [{"id": p} for p in patients],
             "devices": [{"id": "load-1", "patient": patients[0], "codec": {"type": "jsonl"},
+                         "allowed_patients": ["*"],
                          "transport": {"type": "tcp", "host": "127.0.0.1", "port": converter_port,
                                        "idle_reconnect_s": 0}}],
             "rules": {"technical": {"no_data_s": 3600}},

@@ -132,6 +132,18 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
       if (!zoned.ok()) return zoned.status().WithContext(path);
       setup.codec_options = *zoned;
     }
+    if (!setup.codec_options.value("timezone", std::string()).empty()) {
+      if (codec.contains("utc_offset_minutes")) {
+        return InvalidArgument(path + ": " + where +
+                               ".timezone: replaces utc_offset_minutes; set only one");
+      }
+      // The zone must exist now, not when the device first sends a time stamp.
+      auto zone = ZoneOption(setup.codec_options);
+      if (!zone.ok()) {
+        return zone.status().WithContext(path + ": " + where +
+                                         (d.timezone.empty() ? ".codec" : ""));
+      }
+    }
     if (d.patient) setup.patient = *patients.Find(*d.patient);
     out.effective["devices"][i]["transport"] = setup.transport_options;
     out.effective["devices"][i]["codec"] = setup.codec_options;

@@ -15,13 +15,17 @@ constexpr std::string_view kTimestampChoices[] = {"receive", "device"};
 constexpr OptionSpec kOptions[] = {
     {"timestamps", OptionType::kString, "\"receive\"",
      "Time of the readings: \"receive\" (when the line arrived; monitor clocks are often wrong) "
-     "or \"device\" (the line's date and time, read with utc_offset_minutes).",
+     "or \"device\" (the line's date and time, read in `timezone` or with utc_offset_minutes).",
      false, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(),
      kTimestampChoices},
     {"utc_offset_minutes", OptionType::kInteger, "0",
      "With timestamps \"device\": the monitor clock's offset from UTC in minutes (e.g. 60 for "
-     "UTC+01:00). Fixed: daylight-saving changes need a config change.",
+     "UTC+01:00). Fixed: daylight saving needs `timezone` instead.",
      false, -720, 840},
+    {"timezone", OptionType::kString, "\"\"",
+     "With timestamps \"device\": the monitor clock's tz database zone (e.g. \"Europe/Berlin\"), "
+     "right across daylight-saving changes; replaces utc_offset_minutes. Usually set as "
+     "devices[].timezone."},
     {"max_line", OptionType::kInteger, "1024", "Longest accepted line in bytes.", false, 64, 65536},
 };
 
@@ -222,7 +226,9 @@ std::span<const OptionSpec> MasimoCodec::Options() { return kOptions; }
 Result<std::unique_ptr<Codec>> MasimoCodec::Make(const nlohmann::json& options) {
   Settings s;
   s.device_time = options.at("timestamps").get<std::string>() == "device";
-  s.utc_offset_minutes = options.at("utc_offset_minutes").get<std::int32_t>();
+  auto zone = ZoneOption(options);
+  if (!zone.ok()) return zone.status();
+  s.zone = *zone;
   s.max_line = options.at("max_line").get<std::size_t>();
   return std::unique_ptr<Codec>(std::make_unique<MasimoCodec>(s));
 }
@@ -345,7 +351,7 @@ void MasimoCodec::DecodeLine(std::string_view line, std::uint64_t offset, CodecS
 
   DecodedValue out;
   if (settings_.device_time) {
-    out.ts_ms = *local_ms - std::int64_t{settings_.utc_offset_minutes} * 60'000;
+    out.ts_ms = settings_.zone.LocalToUtc(*local_ms);
     out.flags |= kFlagDeviceTime;
   }
   if (exc && (*exc & (kOutOfTrackBits | kLowPerfusionBits)) != 0) out.flags |= kFlagQuestionable;

@@ -18,6 +18,7 @@
 #include "binary_stream.h"
 #include "vitalgate/codec/codec.h"
 #include "vitalgate/codec/line_framer.h"
+#include "vitalgate/core/timezone.h"
 
 namespace vg {
 
@@ -25,7 +26,7 @@ class MasimoCodec final : public Codec {
  public:
   struct Settings {
     bool device_time = false;             // stamp readings with the line's time (else receive time)
-    std::int32_t utc_offset_minutes = 0;  // the device clock's offset from UTC
+    TimeZone zone;  // the device clock's zone (utc_offset_minutes gives a fixed one)
     std::size_t max_line = 1024;
   };
 

@@ -75,4 +75,14 @@ Result<std::unique_ptr<Codec>> MakeCodec(const nlohmann::json& spec) {
 }
 
 
+Result<TimeZone> ZoneOption(const nlohmann::json& options) {
+  const std::string name = options.value("timezone", std::string());
+  if (!name.empty()) {
+    auto zone = TimeZone::Load(name);
+    if (!zone.ok()) return zone.status().WithContext("timezone");
+    return *zone;
+  }
+  return TimeZone::Fixed(options.value("utc_offset_minutes", 0));
+}
+
 }  // namespace vg

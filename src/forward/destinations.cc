@@ -1,5 +1,8 @@
 #include "vitalgate/forward/destination.h"
 
+#include "vitalgate/forward/fhir.h"
+#include "vitalgate/forward/hl7.h"
+
 #include <vector>
 
 namespace vg {
@@ -7,8 +10,7 @@ namespace vg {
 std::span<const DestinationDescriptor* const> AllDestinations() {
   // Each destination type adds its descriptor here.
   static const std::vector<const DestinationDescriptor*> all = [] {
-    std::vector<const DestinationDescriptor*> v;
-    return v;
+    return std::vector<const DestinationDescriptor*>{&FhirDestination(), &Hl7Destination()};
   }();
   return all;
 }

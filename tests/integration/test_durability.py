@@ -22,7 +22,7 @@ QUIET = {"thresholds": {"heart_rate": None}, "news2": {"enabled": False},
 
 
 def device(feed):
-    return {"id": "ext-1", "patient": "p-001",
+    return {"id": "ext-1", "patient": "p-001", "allowed_patients": ["*"],
             "transport": {"type": "exec", "command": feed.command(), "restart_min_ms": 50}}
 
 

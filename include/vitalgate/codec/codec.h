@@ -21,6 +21,7 @@
 #include "vitalgate/core/options.h"
 #include "vitalgate/core/reading.h"
 #include "vitalgate/core/status.h"
+#include "vitalgate/core/timezone.h"
 
 namespace vg {
 
@@ -103,6 +104,10 @@ const CodecDescriptor* FindCodec(std::string_view name);
 Result<nlohmann::json> ValidateCodecSpec(const nlohmann::json& spec, std::string_view path);
 // REQUIRES: spec came from ValidateCodecSpec.
 Result<std::unique_ptr<Codec>> MakeCodec(const nlohmann::json& spec);
+
+// The device clock's zone of a codec's options: `timezone` (a tz database name) when set, else
+// the fixed `utc_offset_minutes`. Errors name the key.
+Result<TimeZone> ZoneOption(const nlohmann::json& options);
 
 
 }  // namespace vg

@@ -31,7 +31,7 @@ GattFrame DecodeCurrentTime(Bytes value, const TimeOptions& time) {
   switch (dt.kind) {
     case DateTime::Kind::kValid: {
       GattFrame probe;
-      ApplyDeviceTime(dt, 0, 0, TimeOptions{true, time.utc_offset_minutes}, probe);
+      ApplyDeviceTime(dt, 0, 0, TimeOptions{true, time.zone}, probe);
       if (probe.ts_ms) frame.device_clock_ms = *probe.ts_ms + fractions * 1000 / 256;
       break;
     }

@@ -26,6 +26,12 @@ constexpr OptionSpec kOptions[] = {
              "e.g. 60 for a device set to CET.",
      .min = -720,
      .max = 840},
+    {.name = "timezone",
+     .type = OptionType::kString,
+     .default_json = "\"\"",
+     .help = "tz database zone of the device's clock (e.g. \"Europe/Berlin\"), right across "
+             "daylight-saving changes; replaces utc_offset_minutes. Usually set as "
+             "devices[].timezone."},
 };
 
 constexpr gatt::CharacteristicDecoder kDecoders[] = {
@@ -77,7 +83,9 @@ std::span<const std::uint16_t> GattCodec::SupportedUuids() { return kSupportedUu
 Result<std::unique_ptr<Codec>> GattCodec::Make(const nlohmann::json& options) {
   gatt::TimeOptions time;
   time.use_device_time = options.at("timestamps").get<std::string>() == "device";
-  time.utc_offset_minutes = options.at("utc_offset_minutes").get<std::int32_t>();
+  auto zone = ZoneOption(options);
+  if (!zone.ok()) return zone.status();
+  time.zone = *zone;
   return std::unique_ptr<Codec>(std::make_unique<GattCodec>(time));
 }
 

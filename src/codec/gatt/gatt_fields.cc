@@ -160,7 +160,7 @@ void ApplyDeviceTime(const DateTime& dt, std::int32_t offset_minutes, std::size_
   switch (dt.kind) {
     case DateTime::Kind::kValid: {
       const std::int64_t local = dt.local_ms + std::int64_t{offset_minutes} * 60'000;
-      frame.ts_ms = local - std::int64_t{options.utc_offset_minutes} * 60'000;
+      frame.ts_ms = options.zone.LocalToUtc(local);
       frame.flags |= kFlagDeviceTime;
       break;
     }

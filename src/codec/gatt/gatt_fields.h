@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "vitalgate/codec/codec.h"
+#include "vitalgate/core/timezone.h"
 
 namespace vg::gatt {
 
@@ -24,9 +25,9 @@ namespace vg::gatt {
 struct TimeOptions {
   // false: never report device time (the gateway then stamps the receive time).
   bool use_device_time = true;
-  // BLE Date Time carries no zone: the offset of the device's clock from UTC, in minutes
-  // (e.g. 60 for a device set to CET). UTC = device time − offset.
-  std::int32_t utc_offset_minutes = 0;
+  // BLE Date Time carries no zone: the zone of the device's clock (a tz database zone, which
+  // follows daylight saving, or a fixed offset).
+  TimeZone zone;
 };
 
 // Reads little-endian fields; every read is checked by the caller with Has() first.
