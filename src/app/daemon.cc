@@ -312,6 +312,7 @@ class Pipeline {
       runner_->PostRules(reloaded->rules);
       spdlog::info("reload: rules and patients reloaded ({} patients)",
                    reloaded->config.patients.size());
+      for (const std::string& w : reloaded->warnings) spdlog::warn("reload: {}", w);
       // Certificates and keys are re-read when their files changed (rotation without restart);
       // LoadEverything has checked them, so a broken rotation never replaces a working link.
       const std::string fingerprint = TlsFingerprint();
@@ -419,6 +420,7 @@ int RunDaemon(const std::string& config_path) {
     return loaded.status().ExitCode();
   }
   SetLogLevel(loaded->config.log_level);
+  for (const std::string& w : loaded->warnings) spdlog::warn("{}", w);
   Pipeline pipeline(std::move(*loaded), config_path, patients);
   return pipeline.Run();
 }
