@@ -261,7 +261,7 @@ expect_eq "$(connects)" 1 "one connection so far"
   cd "$work/pki"
   printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >new.ext
   openssl req -newkey rsa:2048 -nodes -sha256 -keyout new.key -out new.csr -subj /CN=ward7-gw1 2>/dev/null
-  openssl x509 -req -in new.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -sha256 \
+  openssl x509 -req -in new.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 20 -sha256 \
     -out new.crt -extfile new.ext 2>/dev/null
   install -m 0644 new.crt /etc/vitalgate/gateway.crt.new
   install -o root -g vitalgate -m 0640 new.key /etc/vitalgate/gateway.key.new
@@ -271,7 +271,7 @@ expect_eq "$(connects)" 1 "one connection so far"
 runuser -u vitalgate -- vitalgate check --config /etc/vitalgate/vitalgate.json >"$work/check2.txt" ||
   { cat "$work/check2.txt"; fail "check refuses the rotated files"; }
 grep -q "^warning: *mqtt.tls.cert_file: /etc/vitalgate/gateway.crt: certificate CN=ward7-gw1 expires in" \
-  "$work/check2.txt" || { cat "$work/check2.txt"; fail "no expiry warning for a 30-day certificate"; }
+  "$work/check2.txt" || { cat "$work/check2.txt"; fail "no expiry warning for a 20-day certificate"; }
 ok "check warns of a certificate that expires within 30 days (exit 0)"
 kill -HUP "$daemon_pid"
 reconnected() { [ "$(connects)" -ge 2 ]; }
