@@ -138,6 +138,7 @@ unit_user=$(unit_value User)
 unit_group=$(unit_value Group)
 unit_umask=$(unit_value UMask)
 exec_pre=$(unit_value ExecStartPre)
+exec_pre=${exec_pre#-}  # systemd's prefix: a failure is left to ExecStart
 exec_start=$(unit_value ExecStart)
 expect_eq "$unit_user:$unit_group" vitalgate:vitalgate "the unit runs as vitalgate:vitalgate"
 grep -q '^DynamicUser=' "$unit" && fail "the unit still uses DynamicUser"
@@ -158,6 +159,14 @@ set -e
 expect_eq "$rc" 2 "check on the shipped configuration exits 2"
 case "$out" in *"not configured yet"*"mqtt"*"devices"*) ok "it says the broker and devices must be configured" ;;
   *) fail "unexpected message: $out" ;; esac
+# The unit leaves the decision to ExecStart, whose exit status 2 systemd does not restart.
+grep -q '^RestartPreventExitStatus=2$' "$unit" || fail "the unit restarts after exit status 2"
+set +e
+out=$(timeout 30 "${as_unit_prefix[@]}" $exec_start 2>&1)
+rc=$?
+set -e
+expect_eq "$rc" 2 "run on the shipped configuration exits 2 (RestartPreventExitStatus=2)"
+case "$out" in *"not configured yet"*) ok "run says so too" ;; *) fail "unexpected message: $out" ;; esac
 
 # --- first configuration, as docs/operations.md shows it ---------------------------------------
 echo "== configuring against a mosquitto with mutual TLS on loopback"
