@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  debhelper dpkg-dev fakeroot lintian man-db
   mosquitto mosquitto-clients openssl sqlite3 dbus
   python3 python3-pytest python3-paho-mqtt python3-cryptography python3-dbus python3-gi python3-hl7
   systemd procps iproute2 e2fsprogs util-linux

@@ -2,7 +2,8 @@
 # Installs dependencies, builds vitalgate with AddressSanitizer and UndefinedBehaviorSanitizer,
 # and runs every test: unit tests, integration tests against a real mosquitto with mutual TLS on
 # loopback (pseudo-terminals, a private dbus-daemon with a fake BlueZ, fault injection), then
-# the ThreadSanitizer run of the lock-free paths and every fuzz target for a bounded time.
+# the Debian package (tests/package), the ThreadSanitizer run of the lock-free paths and every
+# fuzz target for a bounded time.
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    the sanitizer build's unit and integration tests only
 # Environment: JOBS (default 2), FUZZ_SECONDS (default 20 per target).
@@ -24,6 +25,9 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --preset asan --timeout 900
 [ "$quick" = 1 ] && exit 0
+
+echo "== Debian package: build, lintian, install, run as the unit does, upgrade, remove, purge"
+timeout 1200 tests/package/test-package.sh
 
 echo "== ThreadSanitizer: rings, engine thread and its hand-offs"
 cmake --preset tsan >/dev/null

@@ -1,5 +1,6 @@
 #include "vitalgate/app/cli.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "vitalgate/app/daemon.h"
@@ -17,7 +18,9 @@ const char* kUsage =
     "\n"
     "usage:\n"
     "  vitalgate run --config FILE          run the gateway in the foreground (systemd Type=notify)\n"
-    "  vitalgate check --config FILE        validate the config and the files it names\n"
+    "  vitalgate check --config FILE [--quiet]\n"
+    "                                       validate the config and the files it names; --quiet\n"
+    "                                       prints one summary line instead of the whole config\n"
     "  vitalgate decode CODEC [OPTS] INPUT  decode one frame or line, print readings as JSON lines\n"
     "  vitalgate replay --config FILE INPUT.jsonl [--summary]\n"
     "                                       run the rules over recorded readings, print alerts\n"
@@ -105,9 +108,15 @@ int Main(const std::vector<std::string>& argv) {
   if (cmd == "run" || cmd == "check") {
     std::string config;
     if (!TakeOption(args, "--config", config)) return UsageError(cmd + ": --config FILE is required");
+    bool quiet = false;
+    if (cmd == "check") {
+      const auto flag = std::find(args.begin(), args.end(), "--quiet");
+      quiet = flag != args.end();
+      if (quiet) args.erase(flag);
+    }
     if (!args.empty()) return UsageError(cmd + ": unexpected argument \"" + args[0] + "\"");
     InitLogging(cmd == "run" ? "info" : "warn");
-    return cmd == "run" ? RunDaemon(config) : CommandCheck(config);
+    return cmd == "run" ? RunDaemon(config) : CommandCheck(config, quiet);
   }
   if (cmd == "decode") {
     InitLogging("warn");

@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "vitalgate/app/cli.h"
 #include "vitalgate/app/loader.h"
@@ -86,10 +87,17 @@ const char* kDecodeUsage =
 
 }  // namespace
 
-int CommandCheck(const std::string& config_path) {
+int CommandCheck(const std::string& config_path, bool quiet) {
   PatientDirectory patients;
   auto loaded = LoadEverything(config_path, patients);
   if (!loaded.ok()) return PrintError(loaded.status());
+  if (quiet) {
+    // One line for the journal (the unit's ExecStartPre); warnings with their priority.
+    std::printf("%s\n", SummaryLine(*loaded).c_str());
+    std::fflush(stdout);
+    for (const std::string& w : loaded->warnings) spdlog::warn("{}", w);
+    return 0;
+  }
   std::fputs(Summarize(*loaded).c_str(), stdout);
   std::fputs("effective config (defaults filled in):\n", stdout);
   std::fputs(loaded->effective.dump(2).c_str(), stdout);

@@ -676,6 +676,7 @@ class Pipeline final : public DownlinkSink {
       return;
     }
     const std::vector<std::string> restart = RestartOnlyChanges(*reloaded);
+    for (const std::string& w : reloaded->warnings) spdlog::warn("reload: {}", w);
     SetLogLevel(reloaded->config.log_level);
     runner_->PostRules(reloaded->rules);
     // Devices: removed, added, changed, moved.
@@ -979,6 +980,7 @@ int RunDaemon(const std::string& config_path) {
     return loaded.status().ExitCode();
   }
   SetLogLevel(loaded->config.log_level);
+  for (const std::string& w : loaded->warnings) spdlog::warn("{}", w);
   Pipeline pipeline(std::move(*loaded), config_path, patients);
   return pipeline.Run();
 }

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <ctime>
 #include <sstream>
 
 #include "vitalgate/forward/envelope.h"
+#include "vitalgate/core/timefmt.h"
 #include "vitalgate/forward/tls_files.h"
 
 namespace vg {
@@ -41,6 +43,7 @@ Status CheckDistinctEndpoints(const LoadedConfig& loaded) {
   }
   return Status::Ok();
 }
+std::string DateOf(std::int64_t unix_s) { return FormatRfc3339(unix_s * 1000).substr(0, 10); }
 
 }  // namespace
 
@@ -55,7 +58,12 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
 
   if (out.config.mqtt.tls && options.check_files && options.check_tls_contents) {
     const config::TlsConfig& t = *out.config.mqtt.tls;
-    VG_RETURN_IF_ERROR(CheckTlsFiles(TlsFiles{t.ca_file, t.cert_file, t.key_file}).WithContext(path));
+    const TlsFiles files{t.ca_file, t.cert_file, t.key_file};
+    VG_RETURN_IF_ERROR(CheckTlsFiles(files).WithContext(path));
+    auto certificates = ReadCertificates(files);
+    if (!certificates.ok()) return certificates.status().WithContext(path);
+    out.certificates = std::move(*certificates);
+    out.warnings = TlsWarnings(files, static_cast<std::int64_t>(std::time(nullptr)));
   }
   if (out.config.mqtt.payload_encryption && options.check_files) {
     const config::EncryptionConfig& enc = *out.config.mqtt.payload_encryption;
@@ -196,6 +204,11 @@ std::string Summarize(const LoadedConfig& loaded) {
     << "\n";
   s << "storage:    " << c.storage.path << ", max " << (c.storage.max_bytes >> 20) << " MiB, synchronous="
     << c.storage.synchronous << "\n";
+  for (const CertificateInfo& cert : loaded.certificates) {
+    s << "cert:       " << cert.key << " " << cert.subject << ", notBefore "
+      << FormatRfc3339(cert.not_before * 1000) << ", notAfter " << FormatRfc3339(cert.not_after * 1000)
+      << "\n";
+  }
   s << "http:       " << (c.http.listen.empty() ? "disabled" : c.http.listen) << "\n";
   s << "patients:   " << c.patients.size() << "\n";
   s << "devices:    " << loaded.devices.size() << "\n";
@@ -204,6 +217,24 @@ std::string Summarize(const LoadedConfig& loaded) {
       << d.transport->name
       << ", codec " << d.codec_options["type"].get<std::string>() << "\n";
   }
+  for (const std::string& w : loaded.warnings) s << "warning:    " << w << "\n";
+  return s.str();
+}
+
+std::string SummaryLine(const LoadedConfig& loaded) {
+  const config::Config& c = loaded.config;
+  std::ostringstream s;
+  s << c.source << ": valid: gateway " << c.gateway_id << ", broker "
+    << (c.mqtt.tls ? "mqtts://" : "mqtt://") << c.mqtt.host << ":" << c.mqtt.port << ", "
+    << c.patients.size() << (c.patients.size() == 1 ? " patient, " : " patients, ")
+    << loaded.devices.size() << (loaded.devices.size() == 1 ? " device" : " devices");
+  const auto first = std::min_element(
+      loaded.certificates.begin(), loaded.certificates.end(),
+      [](const CertificateInfo& a, const CertificateInfo& b) { return a.not_after < b.not_after; });
+  if (first != loaded.certificates.end()) {
+    s << ", first certificate expiry " << DateOf(first->not_after) << " (" << first->key << ")";
+  }
+  if (!loaded.warnings.empty()) s << ", " << loaded.warnings.size() << " warning(s)";
   return s.str();
 }
 

@@ -46,7 +46,7 @@ constexpr OptionSpec kTls[] = {
     {"cert_file", OptionType::kString, "\"\"", "PEM client certificate (mutual TLS).", false,
      -1e300, 1e300, {}, FileCheck::kReadable},
     {"key_file", OptionType::kString, "\"\"",
-     "PEM private key of cert_file; must not be readable by group or others.", false, -1e300,
+     "PEM private key of cert_file; a secret file: 0600, or root:vitalgate 0640.", false, -1e300,
      1e300, {}, FileCheck::kSecret},
     {"min_version", OptionType::kString, "\"1.2\"", "Lowest TLS version accepted: 1.2 or 1.3.",
      false, -1e300, 1e300, kTlsVersions},
@@ -54,7 +54,7 @@ constexpr OptionSpec kTls[] = {
 
 constexpr OptionSpec kEncryption[] = {
     {"key_file", OptionType::kString, "",
-     "32 random bytes in base64 on one line (openssl rand -base64 32); mode 0600.", true, -1e300,
+     "32 random bytes in base64 on one line (openssl rand -base64 32); a secret file.", true, -1e300,
      1e300, {}, FileCheck::kSecret},
     {"key_id", OptionType::kString, "", "Key id written as \"kid\" in every envelope.", true},
     {"downlink_key_file", OptionType::kString, "\"\"",
@@ -78,7 +78,7 @@ constexpr OptionSpec kMqtt[] = {
      "TLS settings; absent means plain TCP, allowed only to a loopback host."},
     {"username", OptionType::kString, "\"\"", "MQTT user name."},
     {"password_file", OptionType::kString, "\"\"",
-     "File holding the MQTT password on its first line; mode 0600.", false, -1e300, 1e300, {},
+     "File holding the MQTT password on its first line; a secret file.", false, -1e300, 1e300, {},
      FileCheck::kSecret},
     {"topic_prefix", OptionType::kString, "\"vitalgate/v1\"", "First levels of every topic."},
     {"format", OptionType::kString, "\"json\"", "Readings payload: json or fhir.", false, -1e300,
@@ -476,6 +476,15 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
           key + ": unknown key (known keys: gateway, storage, mqtt, http, patients, devices, "
                 "destinations, rules)"));
     }
+  }
+  // The file the package installs names neither a broker nor a device: say what to do rather
+  // than which key is missing.
+  const bool no_devices = !root.contains("devices") ||
+                          (root["devices"].is_array() && root["devices"].empty());
+  if (!root.contains("mqtt") && no_devices) {
+    return fail(InvalidArgument(
+        "not configured yet: set gateway.id, the broker (mqtt) and the devices (devices[]); "
+        "see vitalgate(8) and /usr/share/doc/vitalgate/operations.md"));
   }
   const OptionContext ctx{base_dir, options.check_files};
   Config cfg;

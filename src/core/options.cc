@@ -1,5 +1,7 @@
 #include "vitalgate/core/options.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,9 +9,45 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
 
 namespace vg {
 namespace {
+
+// A group's name and its listed members (not users whose primary group it is).
+struct GroupEntry {
+  std::string name;
+  std::vector<std::string> members;
+};
+
+std::optional<GroupEntry> LookUpGroup(gid_t gid, const char* name) {
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* found = nullptr;
+  const int rc = name != nullptr ? ::getgrnam_r(name, &gr, buf.data(), buf.size(), &found)
+                                 : ::getgrgid_r(gid, &gr, buf.data(), buf.size(), &found);
+  if (rc != 0 || found == nullptr) return std::nullopt;
+  GroupEntry e{gr.gr_name, {}};
+  for (char** m = gr.gr_mem; m != nullptr && *m != nullptr; ++m) e.members.emplace_back(*m);
+  return e;
+}
+
+std::string UserName(uid_t uid) {
+  std::vector<char> buf(16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return std::to_string(uid);
+  }
+  return pw.pw_name;
+}
+
+std::string FormatMode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
 
 std::string_view TypeWanted(OptionType type) {
   switch (type) {
@@ -109,6 +147,7 @@ std::string JoinPath(std::string_view parent, std::string_view key) {
 
 Status CheckFile(const std::string& file, FileCheck check, std::string_view key_path) {
   if (check == FileCheck::kNone) return Status::Ok();
+  if (check == FileCheck::kSecret) return CheckSecretFile(file, key_path);
   const std::string where = std::string(key_path) + ": " + file;
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) {
@@ -118,11 +157,51 @@ Status CheckFile(const std::string& file, FileCheck check, std::string_view key_
   if (::access(file.c_str(), R_OK) != 0) {
     return PermissionDenied(where + ": not readable by this user: " + std::strerror(errno));
   }
-  if (check == FileCheck::kSecret && (st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-    return PermissionDenied(where + ": secret file is accessible by group or others (mode " +
-                            mode + "); run: chmod 600 " + file);
+  return Status::Ok();
+}
+
+Status CheckSecretFile(const std::string& file, std::string_view key_path) {
+  VG_RETURN_IF_ERROR(CheckFile(file, FileCheck::kReadable, key_path));
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    return NotFound(std::string(key_path) + ": " + file + ": " + std::strerror(errno));
+  }
+  const std::string service(kServiceAccount);
+  const std::string refused = std::string(key_path) + ": " + file + ": secret file ";
+  const std::string mode = " (mode " + FormatMode(st.st_mode) + ")";
+  const std::string fix = "; run: chmod 600 " + file + ", or chown root:" + service + " " + file +
+                          " && chmod 640 " + file;
+  if ((st.st_mode & 007) != 0) {
+    return PermissionDenied(refused + "is accessible by group or others" + mode + fix);
+  }
+  if ((st.st_mode & 070) == 0) return Status::Ok();  // owner only
+  if ((st.st_mode & 030) != 0) {
+    return PermissionDenied(refused + "is writable or executable by its group" + mode +
+                            "; run: chmod 640 " + file);
+  }
+  const uid_t me = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != me) {
+    return PermissionDenied(refused + "is readable by its group and owned by " +
+                            UserName(st.st_uid) + mode + ": a group-readable secret must be owned "
+                            "by root or by the service user" + fix);
+  }
+  const auto service_group = LookUpGroup(0, service.c_str());
+  const auto group = LookUpGroup(st.st_gid, nullptr);
+  const std::string group_name = group ? group->name : std::to_string(st.st_gid);
+  const bool own_group = st.st_gid == ::getegid() || (service_group && group && group->name == service);
+  if (!own_group) {
+    return PermissionDenied(refused + "is readable by group " + group_name + mode +
+                            ", which is not the service's group (" + service + ")" + fix);
+  }
+  if (group) {
+    const std::string me_name = UserName(me);
+    for (const std::string& member : group->members) {
+      if (member != me_name && member != service) {
+        return PermissionDenied(refused + "is readable by group " + group_name + mode +
+                                ", which also has the member " + member +
+                                "; remove it from the group, or run: chmod 600 " + file);
+      }
+    }
   }
   return Status::Ok();
 }

@@ -125,3 +125,26 @@ def test_config_reference_in_docs_matches_the_binary():
     assert rc == 0 and "### `mqtt.tls`" in out
     docs = (SOURCE / "docs" / "config.md").read_text()
     assert out.strip() in docs, "docs/config.md is stale: run scripts/gen-docs.sh"
+
+
+def test_the_shipped_configuration_says_what_to_configure(tmp_path):
+    from conftest import SOURCE
+    shipped = json.loads((SOURCE / "config" / "vitalgate.json").read_text())
+    assert "mqtt" not in shipped and shipped["devices"] == []
+    rc, out, err = run("check", "--quiet", "--config", write_config(tmp_path, shipped))
+    assert rc == 2 and out == ""
+    line = err.strip()
+    assert "\n" not in line
+    assert "not configured yet: set gateway.id, the broker (mqtt) and the devices (devices[])" in line
+    # A broker without devices is a valid (if idle) gateway; devices without a broker are not.
+    cfg = minimal(tmp_path)
+    del cfg["mqtt"]
+    rc, _, err = run("check", "--config", write_config(tmp_path, cfg))
+    assert rc == 2 and "mqtt: required section is missing" in err
+
+
+def test_check_quiet_prints_one_line(tmp_path):
+    rc, out, err = run("check", "--quiet", "--config", write_config(tmp_path, minimal(tmp_path)))
+    assert rc == 0, err
+    assert out.count("\n") == 1
+    assert "valid: gateway gw-1, broker mqtt://127.0.0.1:1883, 1 patient, 1 device" in out

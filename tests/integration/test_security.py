@@ -76,6 +76,8 @@ def pki(tmp_path_factory):
                            days=(-30, -1)))
     save("client", *issue(ca_key, ca, "ward7-gw1", client=True))
     save("client2", *issue(ca_key, ca, "ward7-gw1", client=True))
+    save("client-expired", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-30, -1)))
+    save("client-soon", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-1, 10)))
     return d
 
 
@@ -227,6 +229,57 @@ def test_certificates_are_reloaded_on_sighup(tmp_path, pki, gateway_factory, fee
         assert "reconnecting to use the reloaded certificates" in gw.logs()
         feed.send(json.dumps({"metric": "heart_rate", "value": 70}))
         wait_until(lambda: sub.readings(), 10, what="a reading over the new certificate")
+        assert gw.stop() == 0
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_certificate_expiry_is_a_warning_and_never_stops_monitoring(tmp_path, pki, gateway_factory,
+                                                                   feed):
+    broker = start_broker(tmp_path, pki)
+    certs = tmp_path / "gw-certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
+    for n in ("crt", "key"):
+        (certs / f"client.{n}").write_bytes((pki / f"client-soon.{n}").read_bytes())
+    os.chmod(certs / "client.key", 0o600)
+    sub = Subscriber(broker.port, pki)
+    try:
+        cfg = gateway_cfg(tmp_path, broker.port, certs, [exec_device(feed)])
+        path = tmp_path / "check.json"
+        path.write_text(json.dumps(cfg))
+        # Expiring within 30 days: check shows the certificates and warns, exit 0.
+        r = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "cert:       mqtt.tls.ca_file CN=test CA, notBefore " in r.stdout, r.stdout
+        assert "cert:       mqtt.tls.cert_file CN=ward7-gw1, notBefore " in r.stdout
+        assert "warning:    mqtt.tls.cert_file: " in r.stdout and "expires in 10 days" in r.stdout
+        quiet = subprocess.run([BINARY, "check", "--quiet", "--config", str(path)],
+                               capture_output=True, text=True, timeout=30)
+        assert quiet.returncode == 0 and len(quiet.stdout.splitlines()) == 1, quiet.stdout
+        assert "valid: gateway ward7-gw1" in quiet.stdout and "1 warning(s)" in quiet.stdout
+        assert "expires in 10 days" in quiet.stderr
+
+        # Expired: still exit 0 in check, and run keeps monitoring while the broker refuses it.
+        for n in ("crt", "key"):
+            (certs / f"client.{n}").write_bytes((pki / f"client-expired.{n}").read_bytes())
+        r = subprocess.run([BINARY, "check", "--config", str(path)], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0 and "expired on" in r.stdout, r.stdout + r.stderr
+        gw = gateway_factory(cfg).start()
+        assert "expired on" in gw.logs()
+        wait_until(lambda: "cannot connect" in gw.logs(), 15, what="the broker refusing the certificate")
+        # It goes on as in any broker outage: devices are read and readings kept.
+        assert gw.proc.poll() is None, gw.logs()
+        feed.send(json.dumps({"metric": "heart_rate", "value": 71}))
+        # A renewed certificate and SIGHUP: connected, and the buffered reading is delivered.
+        for n in ("crt", "key"):
+            (certs / f"client.{n}").write_bytes((pki / f"client.{n}").read_bytes())
+        gw.signal(signal.SIGHUP)
+        wait_until(lambda: "connected to broker" in gw.logs(), 20, what="connection after renewal")
+        wait_until(lambda: sub.readings(), 15, what="the buffered reading")
         assert gw.stop() == 0
     finally:
         sub.close()

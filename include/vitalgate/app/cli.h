@@ -15,7 +15,8 @@ int Main(const std::vector<std::string>& args);
 // Prints "vitalgate: <message>" to stderr and returns the status's exit code.
 int PrintError(const Status& status);
 
-int CommandCheck(const std::string& config_path);
+// quiet: one summary line (and warnings on stderr) instead of the summary and effective config.
+int CommandCheck(const std::string& config_path, bool quiet = false);
 int CommandDecode(const std::vector<std::string>& args);  // args after "decode"
 int CommandReplay(const std::vector<std::string>& args);
 int CommandDecrypt(const std::vector<std::string>& args);

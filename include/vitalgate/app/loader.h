@@ -14,6 +14,7 @@
 #include "vitalgate/core/patient_directory.h"
 #include "vitalgate/engine/rules.h"
 #include "vitalgate/forward/destination.h"
+#include "vitalgate/forward/tls_files.h"
 #include "vitalgate/transport/transport.h"
 
 namespace vg {
@@ -39,6 +40,11 @@ struct LoadedConfig {
   std::vector<DestinationSetup> destinations;
   std::shared_ptr<const RuleBook> rules;
   nlohmann::json effective;  // everything, defaults filled in
+  // Every configured certificate (broker CA bundle, client certificate) with its validity.
+  std::vector<CertificateInfo> certificates;
+  // Problems that do not stop the gateway (a certificate expiring, expired, not yet valid or not
+  // verified by the CA bundle): `check` prints them, `run` logs them as warnings.
+  std::vector<std::string> warnings;
 };
 
 struct LoadOptions {
@@ -53,5 +59,9 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
 
 // The one-screen summary printed by `vitalgate check`.
 std::string Summarize(const LoadedConfig& loaded);
+
+// One line for `vitalgate check --quiet` (the unit's ExecStartPre): file, gateway, broker,
+// devices, and the earliest certificate expiry.
+std::string SummaryLine(const LoadedConfig& loaded);
 
 }  // namespace vg

@@ -29,8 +29,11 @@ enum class OptionType : std::uint8_t {
 enum class FileCheck : std::uint8_t {
   kNone,
   kReadable,  // must exist and be readable by this process
-  kSecret,    // kReadable, and not readable or writable by group or others
+  kSecret,    // kReadable, and private to the service: see CheckSecretFile
 };
+
+// The system user and group the Debian package creates and the systemd unit runs as.
+inline constexpr std::string_view kServiceAccount = "vitalgate";
 
 struct OptionSpec {
   std::string_view name = {};
@@ -64,6 +67,20 @@ std::string JoinPath(std::string_view parent, std::string_view key);
 
 // Checks one file named by the config (existence, readability, and for kSecret the mode).
 Status CheckFile(const std::string& file, FileCheck check, std::string_view key_path);
+
+// The one rule for every secret file (TLS private keys, password files, payload keys, tokens of
+// other destinations); call it for any file whose content must stay with the service. The file
+// must be a regular file readable by this process, others must have no access at all, and
+// either
+//   - only its owner has access (0600, 0400), or
+//   - its group may read it but not write it (0640, 0440), its owner is root or this process's
+//     user, its group is the service's group (this process's effective group, or the group
+//     `vitalgate` of the package), and that group lists no member other than the service user.
+// So `root:vitalgate 0640` (the package's layout: root administers, the service reads) and
+// `vitalgate:vitalgate 0600` are accepted; world-readable, group-writable and files readable by
+// some other group are refused with a message that names `key_path`, the file, its mode and the
+// command that fixes it. Thread-safe (stat, access, getgrgid_r, getpwuid_r).
+Status CheckSecretFile(const std::string& file, std::string_view key_path);
 
 // A Markdown table of the options, for docs and --help.
 std::string FormatOptionTable(std::span<const OptionSpec> specs);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -66,6 +67,56 @@ TEST(OptionSpecTest, SecretFilesMustBePrivate) {
   ::chmod(path.c_str(), 0600);
   EXPECT_TRUE(CheckFile(path, FileCheck::kSecret, "k").ok());
   EXPECT_EQ(CheckFile(path + ".missing", FileCheck::kReadable, "k").code(), StatusCode::kNotFound);
+  std::remove(path.c_str());
+}
+
+// The package's layout: root (or the service user) owns the key, the service's group reads it.
+TEST(OptionSpecTest, SecretFilesMayBeReadByTheServiceGroupOnly) {
+  const std::string path = ::testing::TempDir() + "/vg_secret_group_test.key";
+  std::ofstream(path) << "secret\n";
+  ASSERT_EQ(::chown(path.c_str(), ::geteuid(), ::getegid()), 0);
+
+  ::chmod(path.c_str(), 0640);
+  EXPECT_TRUE(CheckSecretFile(path, "mqtt.tls.key_file").ok());
+  ::chmod(path.c_str(), 0440);
+  EXPECT_TRUE(CheckSecretFile(path, "mqtt.tls.key_file").ok());
+  ::chmod(path.c_str(), 0400);
+  EXPECT_TRUE(CheckSecretFile(path, "mqtt.tls.key_file").ok());
+
+  ::chmod(path.c_str(), 0660);
+  Status writable = CheckSecretFile(path, "mqtt.password_file");
+  EXPECT_EQ(writable.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(writable.message().rfind("mqtt.password_file: " + path + ": secret file is writable", 0), 0u)
+      << writable.message();
+  EXPECT_NE(writable.message().find("chmod 640"), std::string::npos);
+
+  ::chmod(path.c_str(), 0604);
+  Status others = CheckSecretFile(path, "k");
+  EXPECT_EQ(others.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(others.message().find("mode 0604"), std::string::npos) << others.message();
+
+  // kSecret in an option table goes through the same rule.
+  ::chmod(path.c_str(), 0640);
+  EXPECT_TRUE(CheckFile(path, FileCheck::kSecret, "k").ok());
+
+  // A group that is neither this process's nor the service's: only root can set one up.
+  if (::geteuid() == 0) {
+    const gid_t other = 54321;  // no such group on a test machine, and surely not ours
+    ASSERT_EQ(::chown(path.c_str(), 0, other), 0);
+    Status foreign = CheckSecretFile(path, "mqtt.tls.key_file");
+    EXPECT_EQ(foreign.code(), StatusCode::kPermissionDenied);
+    EXPECT_NE(foreign.message().find("readable by group 54321"), std::string::npos)
+        << foreign.message();
+    EXPECT_NE(foreign.message().find("not the service's group (vitalgate)"), std::string::npos);
+    // Group-readable, our group, but owned by another user: refused too.
+    ASSERT_EQ(::chown(path.c_str(), 54321, ::getegid()), 0);
+    Status owner = CheckSecretFile(path, "mqtt.tls.key_file");
+    EXPECT_EQ(owner.code(), StatusCode::kPermissionDenied);
+    EXPECT_NE(owner.message().find("owned by 54321"), std::string::npos) << owner.message();
+    // Owner only: accepted whoever owns it, as long as this process can read it.
+    ::chmod(path.c_str(), 0600);
+    EXPECT_TRUE(CheckSecretFile(path, "k").ok());
+  }
   std::remove(path.c_str());
 }
 
