@@ -1,5 +1,7 @@
 #include "vitalgate/app/cli.h"
 
+#include "vitalgate/forward/destination.h"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -69,6 +71,11 @@ std::string ConfigReference() {
   section("`http`", config::HttpSpecs());
   section("`patients[]`", config::PatientSpecs());
   section("`devices[]`", config::DeviceSpecs());
+  section("`devices[].clock`", config::DeviceClockSpecs());
+  section("`destinations[]` (every type)", config::DestinationSpecs());
+  for (const DestinationDescriptor* d : AllDestinations()) {
+    section("destination `" + std::string(d->type) + "`: " + std::string(d->summary), d->options);
+  }
   for (const TransportDescriptor& t : AllTransports()) {
     std::string title = "transport `" + std::string(t.name) + "`: " + std::string(t.summary);
     if (!t.default_codec.empty()) title += " (default codec `" + std::string(t.default_codec) + "`)";
@@ -129,6 +136,14 @@ int Main(const std::vector<std::string>& argv) {
   if (cmd == "decrypt") {
     InitLogging("warn");
     return CommandDecrypt(args);
+  }
+  if (cmd == "seal") {
+    InitLogging("warn");
+    return CommandSeal(args);
+  }
+  if (cmd == "audit") {
+    InitLogging("warn");
+    return CommandAudit(args);
   }
   return UsageError("unknown command \"" + cmd + "\"");
 }

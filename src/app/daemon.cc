@@ -2,7 +2,10 @@
 
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -16,6 +19,8 @@
 
 #include "vitalgate/app/device_input.h"
 #include "vitalgate/app/http_server.h"
+#include "vitalgate/app/status.h"
+#include "vitalgate/core/aead.h"
 #include "vitalgate/core/json_text.h"
 #include "vitalgate/core/log.h"
 #include "vitalgate/core/payload.h"
@@ -91,7 +96,7 @@ nlohmann::json DeviceIdentity(const nlohmann::json& effective) {
   return j;
 }
 
-class Pipeline final : public DownlinkSink {
+class Pipeline final : public DownlinkSink, public StatusSource {
  public:
   Pipeline(LoadedConfig loaded, std::string config_path, PatientDirectory& patients)
       : loaded_(std::move(loaded)),
@@ -138,8 +143,8 @@ class Pipeline final : public DownlinkSink {
         spdlog::info("storage: {} migrated from schema {} to {}", store->path(),
                      report.migrated_from, kOutboxSchemaVersion);
       }
-      spdlog::info("storage: {} open, {} readings and {} alerts waiting for delivery",
-                   store->path(), store->reading_rows(), store->alert_rows());
+      spdlog::info("storage: {} open (synchronous={}), {} readings and {} alerts waiting for delivery",
+                   store->path(), store->SynchronousMode(), store->reading_rows(), store->alert_rows());
     } else if (opened.status().code() == StatusCode::kFailedPrecondition) {
       // A file from a newer release: refuse rather than lose its rows.
       spdlog::critical("{}", opened.status().message());
@@ -220,6 +225,7 @@ class Pipeline final : public DownlinkSink {
                                     healthy ? "local storage works again"
                                             : "local storage failing, readings are not stored: " + why);
     };
+    events.on_alert = [this](const AlertEvent& e) { LogAlarm(e); };
     events.on_dropped = [this](std::uint64_t n, const std::vector<std::string>&) {
       runner_->PostGatewayCondition(DeviceCondition::kReadingsDropped, true,
                                     std::to_string(n) + " undelivered readings dropped (storage full)");
@@ -293,6 +299,7 @@ class Pipeline final : public DownlinkSink {
     writer_->Start();
     forwarder_->Start();
     for (auto& d : destinations_) d->Start();
+    CheckCertificates();
     for (AlertEvent& e : early.events) {
       while (!alerts_out_.TryPush(std::move(e))) {
         wake_store_.Ring();
@@ -334,6 +341,99 @@ class Pipeline final : public DownlinkSink {
     return 0;
   }
 
+  // StatusSource, on the I/O thread.
+  StatusSnapshot Snapshot() const override {
+    StatusSnapshot s;
+    const config::Config& cfg = loaded_.config;
+    s.gateway_id = cfg.gateway_id;
+    s.site = cfg.site;
+    s.version = VITALGATE_VERSION;
+    s.now_ms = clock_.WallMs();
+    s.started_ms = started_ms_;
+    s.storage_healthy = stats_.store_healthy.load();
+    s.storage_error = store_error_;
+    s.backlog_readings = stats_.backlog_readings.load();
+    s.backlog_events = stats_.backlog_alerts.load();
+    s.backlog_bytes = stats_.backlog_bytes.load();
+    for (std::size_t i = 0; i < stats_.destinations.size(); ++i) {
+      const DestinationStats& d = *stats_.destinations[i];
+      DestinationStatus ds;
+      ds.name = d.name;
+      ds.type = d.type;
+      ds.target = d.target;
+      ds.connected = d.connected.load();
+      if (!ds.connected) ds.last_error = d.last_error.Get();
+      ds.backlog_readings = i == 0 ? stats_.backlog_readings.load() : d.backlog_readings.load();
+      ds.backlog_events = i == 0 ? stats_.backlog_alerts.load() : d.backlog_events.load();
+      const std::int64_t oldest = d.oldest_unacked_rx_ms.load();
+      if (oldest > 0) ds.oldest_unsent_age_s = static_cast<double>(s.now_ms - oldest) / 1000.0;
+      ds.backlog_alarm_s = static_cast<double>(i == 0 ? cfg.primary_backlog_alarm_ms
+                                                      : loaded_.destinations[i - 1].config.backlog_alarm_ms) /
+                           1000.0;
+      ds.readings_delivered = d.readings_delivered.load();
+      ds.dead_letters = d.dead_letters.load();
+      s.destinations.push_back(std::move(ds));
+    }
+    for (const LiveDevice& l : live_) {
+      const DeviceStats& st = *stats_.devices[l.index];
+      DeviceStatus d;
+      d.id = l.setup.config.id;
+      const DeviceRouting& routing = l.input->routing();
+      if (!routing.unassigned) d.patient = patients_.Name(routing.patient);
+      for (const config::PatientConfig& p : cfg.patients) {
+        if (p.id == d.patient) d.location = p.location;
+      }
+      d.transport = st.transport;
+      d.link_up = st.link_up.load();
+      d.intermittent = l.setup.config.intermittent || l.setup.config.spot;
+      const std::int64_t last = st.last_reading_ms.load();
+      if (last > 0) d.last_reading_age_s = static_cast<double>(s.now_ms - last) / 1000.0;
+      d.no_data_s = l.setup.config.no_data_s.value_or(
+          static_cast<double>(loaded_.rules->For(routing.patient).technical.no_data_ms) / 1000.0);
+      const double battery = st.battery_pct.load();
+      if (battery >= 0) d.battery_pct = battery;
+      d.readings = st.readings.load();
+      d.decode_errors = st.decode_errors.load();
+      d.invalid = st.invalid.load();
+      d.clock_implausible = st.clock_implausible.load();
+      const std::int64_t offset = st.clock_offset_ms.load();
+      if (offset != 0) d.clock_offset_s = static_cast<double>(offset) / 1000.0;
+      s.devices.push_back(std::move(d));
+    }
+    if (runner_) {
+      for (const OpenAlarmInfo& a : *runner_->OpenAlarms()) {
+        AlarmStatus as;
+        as.alarm_id = ids_->Format(a.alarm_id);
+        const std::string& patient = patients_.Name(a.patient);
+        if (!IsPlaceholderPatient(patient)) as.patient = patient;
+        if (a.device && *a.device < device_names_.size()) as.device = device_names_.Name(*a.device);
+        as.kind = std::string(Name(a.kind));
+        as.what = a.metric ? std::string(Info(*a.metric).name)
+                           : a.condition ? std::string(Name(*a.condition)) : std::string();
+        as.priority = std::string(Name(a.priority));
+        as.state = std::string(Name(a.state));
+        as.message = a.message;
+        as.raised_ms = a.raised_ts_ms;
+        as.acknowledged_by = a.acked_by;
+        s.alarms.push_back(std::move(as));
+      }
+    }
+    if (writer_) {
+      for (const AuditEntry& e : writer_->RecentAudit()) {
+        s.audit.push_back(AuditStatus{e.seq, e.ts_ms, e.kind, e.actor, e.detail});
+      }
+    }
+    const std::string rejected = stats_.client_certificate_rejected.Get();
+    for (const CertificateInfo& c : loaded_.certificates) {
+      s.certificates.push_back(CertificateStatus{c.key, c.path, c.subject, c.not_after,
+                                                 !rejected.empty() && c.key == "mqtt.tls.cert_file"});
+    }
+    s.last_reload_ok = last_reload_ok_;
+    s.last_reload_ms = last_reload_ms_;
+    s.last_reload_error = last_reload_error_;
+    return s;
+  }
+
   // DownlinkSink, on the forwarder thread.
   void OnDownlink(std::string_view topic, std::string_view payload, bool retained) override {
     DownlinkRefusal refusal = DownlinkRefusal::kInvalid;
@@ -349,7 +449,8 @@ class Pipeline final : public DownlinkSink {
     if (cmd->kind == DownlinkCommand::Kind::kAck) {
       const auto id = ids_->Parse(cmd->ack.alert_id);
       if (!id) {
-        stats_.acks_rejected.fetch_add(1, std::memory_order_relaxed);
+        stats_.downlink_rejected.fetch_add(1, std::memory_order_relaxed);
+        stats_.downlink_refused[static_cast<std::size_t>(DownlinkRefusal::kInvalid)].fetch_add(1);
         if (downlink_log_.Allow(clock_.MonotonicNs(), downlink_suppressed_)) {
           spdlog::warn("mqtt: downlink message ignored: cmd/ack: alert_id is not an id issued by this gateway");
         }
@@ -422,6 +523,7 @@ class Pipeline final : public DownlinkSink {
     if (d.config.disconnect_alarm_s) {
       ed.disconnect_alarm_ms = static_cast<std::int64_t>(*d.config.disconnect_alarm_s * 1000);
     }
+    ed.intermittent = d.config.intermittent || d.config.spot;
     return ed;
   }
 
@@ -670,11 +772,17 @@ class Pipeline final : public DownlinkSink {
   void Reload() {
     sd_notify(0, "RELOADING=1");
     auto reloaded = LoadEverything(config_path_, patients_);
+    last_reload_ms_ = clock_.WallMs();
     if (!reloaded.ok()) {
       spdlog::error("reload: keeping the running configuration: {}", reloaded.status().message());
+      last_reload_ok_ = false;
+      last_reload_error_ = reloaded.status().message();
+      Audit("reload", "sighup", "{\"applied\":false}");
       sd_notify(0, "READY=1");
       return;
     }
+    last_reload_ok_ = true;
+    last_reload_error_.clear();
     const std::vector<std::string> restart = RestartOnlyChanges(*reloaded);
     for (const std::string& w : reloaded->warnings) spdlog::warn("reload: {}", w);
     SetLogLevel(reloaded->config.log_level);
@@ -763,6 +871,19 @@ class Pipeline final : public DownlinkSink {
     if (fingerprint != tls_fingerprint_) {
       tls_fingerprint_ = fingerprint;
       forwarder_->RequestReconnect();
+      std::string detail = "{\"certificates\":[";
+      for (std::size_t i = 0; i < loaded_.certificates.size(); ++i) {
+        const CertificateInfo& c = loaded_.certificates[i];
+        if (i > 0) detail += ',';
+        detail += "{\"key\":";
+        AppendJsonString(detail, c.key);
+        detail += ",\"subject\":";
+        AppendJsonString(detail, c.subject);
+        detail += ",\"not_after\":\"" + FormatRfc3339(c.not_after * 1000) + "\"}";
+      }
+      detail += "]}";
+      Audit("certificate", "sighup", detail);
+      CheckCertificates();
     }
     Audit("reload", "sighup",
           "{\"config_before\":\"" + before_hash + "\",\"config_after\":\"" + ConfigHash(loaded_.effective) +
@@ -785,7 +906,7 @@ class Pipeline final : public DownlinkSink {
   }
 
   static std::string ConfigHash(const nlohmann::json& effective) {
-    return std::to_string(std::hash<std::string>{}(effective.dump()));
+    return Sha256Hex(effective.dump());
   }
 
   void Audit(std::string kind, std::string actor, std::string detail) {
@@ -856,6 +977,85 @@ class Pipeline final : public DownlinkSink {
     return std::to_string(std::hash<std::string>{}(all)) + ":" + std::to_string(all.size());
   }
 
+  // One structured journal entry per alarm event (no vital values: the message is not logged).
+  void LogAlarm(const AlertEvent& e) {
+    const std::string id = ids_->Format(e.alarm_id);
+    const std::string& patient = patients_.Name(e.patient);
+    const std::string what = e.metric ? std::string(Info(*e.metric).name)
+                             : e.condition ? std::string(Name(*e.condition)) : std::string(Name(e.kind));
+    const std::string device = e.device && *e.device < device_names_.size() ? device_names_.Name(*e.device) : "";
+    const std::string line = "alarm " + id + " " + std::string(Name(e.state)) + ": " +
+                             std::string(Name(e.kind)) + " " + what + ", priority " +
+                             std::string(Name(e.priority)) + ", patient " + patient +
+                             (device.empty() ? "" : ", device " + device) +
+                             (e.acked_by.empty() ? "" : ", acknowledged by " + e.acked_by);
+    if (journal_) {
+      const int level = e.priority == Priority::kHigh && e.state == AlertState::kActive ? LOG_WARNING : LOG_NOTICE;
+      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%i", level, "ALARM_ID=%s", id.c_str(),
+                      "ALARM_KIND=%s", std::string(Name(e.kind)).c_str(), "ALARM_WHAT=%s", what.c_str(),
+                      "PATIENT=%s", patient.c_str(), "DEVICE=%s", device.c_str(),
+                      "ALARM_PRIORITY=%s", std::string(Name(e.priority)).c_str(),
+                      "ALARM_STATE=%s", std::string(Name(e.state)).c_str(),
+                      "ACKNOWLEDGED_BY=%s", e.acked_by.c_str(), nullptr);
+    } else {
+      spdlog::info("{}", line);
+    }
+  }
+
+  // The `certificate` alarm: the expiry ladder (low, medium, high days before notAfter), an
+  // expired or not yet valid certificate, or a broker that refuses the gateway's certificate.
+  void CheckCertificates() {
+    const std::int64_t now_s = clock_.WallMs() / 1000;
+    const auto& days = loaded_.config.certificate_alarm_days;
+    std::optional<Priority> worst;
+    std::string detail;
+    for (const CertificateInfo& c : loaded_.certificates) {
+      const std::int64_t left = c.not_after - now_s;
+      std::optional<Priority> p;
+      std::string what;
+      if (left <= 0) {
+        p = Priority::kHigh;
+        what = "expired " + FormatRfc3339(c.not_after * 1000).substr(0, 10);
+      } else if (c.not_before > now_s) {
+        p = Priority::kHigh;
+        what = "not valid before " + FormatRfc3339(c.not_before * 1000).substr(0, 10);
+      } else {
+        const std::int64_t left_days = left / 86400;
+        if (left_days < days[2]) {
+          p = Priority::kHigh;
+        } else if (left_days < days[1]) {
+          p = Priority::kMedium;
+        } else if (left_days < days[0]) {
+          p = Priority::kLow;
+        }
+        what = "expires " + FormatRfc3339(c.not_after * 1000).substr(0, 10) + " (in " +
+               std::to_string(left_days) + " days)";
+      }
+      if (!p) continue;
+      detail += (detail.empty() ? "" : "; ") + c.key + " " + c.subject + " " + what;
+      if (!worst || *p > *worst) worst = p;
+    }
+    const std::string rejected = stats_.client_certificate_rejected.Get();
+    if (!rejected.empty()) {
+      worst = Priority::kHigh;
+      detail += std::string(detail.empty() ? "" : "; ") + "the broker refuses the gateway's certificate (" +
+                rejected + ")";
+    }
+    if (detail == certificate_problem_ && worst == certificate_priority_) return;
+    certificate_problem_ = detail;
+    certificate_priority_ = worst;
+    if (worst) spdlog::warn("certificate: {}", detail);
+    runner_->PostGatewayCondition(DeviceCondition::kCertificate, worst.has_value(),
+                                  worst ? detail : "certificates valid", worst);
+  }
+
+  void PruneAudit() {
+    StoreCommand c;
+    c.prune_audit_before_ms =
+        clock_.WallMs() - static_cast<std::int64_t>(loaded_.config.audit_retention_days) * 86'400'000;
+    writer_->Submit(std::move(c));
+  }
+
   // A destination whose oldest undelivered item is older than its limit, or that refused
   // items for good lately, raises the technical alarm `destination`.
   void CheckDestinations() {
@@ -905,6 +1105,13 @@ class Pipeline final : public DownlinkSink {
           ", backlog " + std::to_string(stats_.backlog_readings.load()) + " readings";
       sd_notify(0, status.c_str());
       CheckDestinations();
+      // Certificates: every minute, and at once when the broker starts or stops refusing ours.
+      const bool rejected = !stats_.client_certificate_rejected.Get().empty();
+      if (++watchdog_ticks_ % 60 == 1 || rejected != certificate_rejected_) {
+        certificate_rejected_ = rejected;
+        CheckCertificates();
+      }
+      if (watchdog_ticks_ % 86400 == 60) PruneAudit();
       ArmWatchdog();
     });
   }
@@ -964,6 +1171,14 @@ class Pipeline final : public DownlinkSink {
   std::unique_ptr<PayloadSealer> sealer_;
   std::string tls_fingerprint_;
   std::string destination_problems_;
+  std::string certificate_problem_;
+  std::optional<Priority> certificate_priority_;
+  std::uint64_t watchdog_ticks_ = 0;
+  bool certificate_rejected_ = false;
+  bool journal_ = ::access("/run/systemd/journal/socket", W_OK) == 0;
+  bool last_reload_ok_ = true;
+  std::int64_t last_reload_ms_ = 0;
+  std::string last_reload_error_;
   std::map<std::string, std::pair<std::uint64_t, std::int64_t>> dead_seen_;
   RateLimiter downlink_log_;
   std::uint64_t downlink_suppressed_ = 0;

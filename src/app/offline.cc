@@ -13,6 +13,8 @@
 #include "vitalgate/core/timefmt.h"
 #include "vitalgate/engine/engine.h"
 #include "vitalgate/forward/envelope.h"
+#include "vitalgate/store/outbox.h"
+#include "vitalgate/store/writer.h"
 
 namespace vg {
 namespace {
@@ -261,6 +263,76 @@ int CommandDecrypt(const std::vector<std::string>& argv) {
   if (!plain.ok()) return PrintError(plain.status());
   std::fwrite(plain->data(), 1, plain->size(), stdout);
   std::fputc('\n', stdout);
+  return 0;
+}
+
+int CommandSeal(const std::vector<std::string>& argv) {
+  std::string key_file, topic, kid;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == "--key" && i + 1 < argv.size()) {
+      key_file = argv[++i];
+    } else if (argv[i] == "--kid" && i + 1 < argv.size()) {
+      kid = argv[++i];
+    } else if (argv[i] == "--topic" && i + 1 < argv.size()) {
+      topic = argv[++i];
+    } else {
+      return PrintError(InvalidArgument("seal: unexpected argument \"" + argv[i] + "\""));
+    }
+  }
+  if (key_file.empty() || topic.empty()) {
+    return PrintError(InvalidArgument("usage: vitalgate seal --key FILE [--kid KID] --topic TOPIC < payload"));
+  }
+  auto key = LoadPayloadKey(key_file, kid.empty() ? "k1" : kid);
+  if (!key.ok()) return PrintError(key.status());
+  std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  while (!input.empty() && (input.back() == '\n' || input.back() == '\r')) input.pop_back();
+  auto sealed = SealEnvelope(*key, topic, input);
+  if (!sealed.ok()) return PrintError(sealed.status());
+  std::fwrite(sealed->data(), 1, sealed->size(), stdout);
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+int CommandAudit(const std::vector<std::string>& argv) {
+  std::string config_path;
+  std::vector<std::string> rest;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == "--config" && i + 1 < argv.size()) {
+      config_path = argv[++i];
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (rest != std::vector<std::string>{"verify"} || config_path.empty()) {
+    return PrintError(InvalidArgument("usage: vitalgate audit verify --config FILE"));
+  }
+  PatientDirectory patients;
+  auto loaded = LoadEverything(config_path, patients, LoadOptions{false, false});
+  if (!loaded.ok()) return PrintError(loaded.status());
+  auto reader = OutboxReader::Open(loaded->config.storage.path);
+  if (!reader.ok()) return PrintError(reader.status());
+  std::string start;
+  std::uint64_t head = 0;
+  auto entries = (*reader)->AllAudit(&start, &head);
+  if (!entries.ok()) return PrintError(entries.status());
+  AuditCheck check = VerifyAuditChain(*entries, start);
+  const std::uint64_t last = entries->empty() ? 0 : entries->back().seq;
+  if (check.ok && head > last) {
+    check = {false, "entries " + std::to_string(last + 1) + " to " + std::to_string(head) +
+                        " are missing (deleted)"};
+  }
+  if (!check.ok) {
+    std::fprintf(stderr, "vitalgate: audit trail of %s is broken: %s\n",
+                 loaded->config.storage.path.c_str(), check.problem.c_str());
+    return 1;
+  }
+  std::printf("audit trail of %s intact: %zu entries", loaded->config.storage.path.c_str(),
+              entries->size());
+  if (!entries->empty()) {
+    std::printf(", seq %llu to %llu", static_cast<unsigned long long>(entries->front().seq),
+                static_cast<unsigned long long>(entries->back().seq));
+  }
+  std::printf("%s\n", start.empty() ? "" : " (older entries pruned; the chain starts from their last hash)");
   return 0;
 }
 

@@ -1,6 +1,9 @@
 #include "vitalgate/config/config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -12,6 +15,8 @@
 
 namespace vg::config {
 namespace {
+
+constexpr std::size_t kMaxConfigBytes = 4 << 20;
 
 using nlohmann::json;
 
@@ -26,6 +31,10 @@ constexpr OptionSpec kGateway[] = {
     {"site", OptionType::kString, "\"\"", "Free-form site label, reported in /healthz."},
     {"log_level", OptionType::kString, "\"info\"", "trace, debug, info, warn, error or off.",
      false, -1e300, 1e300, kLogLevels},
+    {"certificate_alarm_days", OptionType::kObject, "{\"low\": 30, \"medium\": 7, \"high\": 1}",
+     "Technical alarm `certificate` this many days before a certificate expires, by priority."},
+    {"audit_retention_days", OptionType::kInteger, "400",
+     "Audit entries older than this are pruned (the chain stays verifiable).", false, 1, 36500},
 };
 
 constexpr OptionSpec kStorage[] = {
@@ -123,6 +132,9 @@ constexpr OptionSpec kDevice[] = {
      "[\"*\"]: any configured patient."},
     {"spot", OptionType::kBool, "false",
      "Every reading is a spot check (no condition delay; NEWS2 neither averages nor settles it)."},
+    {"intermittent", OptionType::kBool, "false",
+     "The device connects only to send (e.g. a BLE cuff or scale): its link being down is normal "
+     "(no `disconnected` alarm, healthy in /healthz); only its no-data time counts."},
     {"timezone", OptionType::kString, "\"\"",
      "tz database name of the device's clock (e.g. \"Europe/Berlin\"), so daylight saving is "
      "right; replaces the codec's utc_offset_minutes."},
@@ -296,6 +308,7 @@ Status ParseDevices(const json& devices, const OptionContext& ctx,
       }
     }
     d.spot = (*dev)["spot"].get<bool>();
+    d.intermittent = (*dev)["intermittent"].get<bool>();
     d.timezone = Str(*dev, "timezone");
     d.serial_number = Str(*dev, "serial_number");
     d.manufacturer = Str(*dev, "manufacturer");
@@ -502,6 +515,26 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
   }
   cfg.site = Str(*gw, "site");
   cfg.log_level = Str(*gw, "log_level");
+  {
+    const json& ladder = (*gw)["certificate_alarm_days"];
+    for (const auto& [k, v] : ladder.items()) {
+      if (k != "low" && k != "medium" && k != "high") {
+        return fail(InvalidArgument("gateway.certificate_alarm_days." + k +
+                                    ": unknown key (expected low, medium, high)"));
+      }
+      if (!v.is_number_integer() || v.get<int>() < 0 || v.get<int>() > 3650) {
+        return fail(InvalidArgument("gateway.certificate_alarm_days." + k +
+                                    ": expected a number of days from 0 to 3650"));
+      }
+    }
+    cfg.certificate_alarm_days = {ladder.value("low", 30), ladder.value("medium", 7),
+                                  ladder.value("high", 1)};
+    if (!(cfg.certificate_alarm_days[2] <= cfg.certificate_alarm_days[1] &&
+          cfg.certificate_alarm_days[1] <= cfg.certificate_alarm_days[0])) {
+      return fail(InvalidArgument("gateway.certificate_alarm_days: expected high <= medium <= low"));
+    }
+    cfg.audit_retention_days = Int(*gw, "audit_retention_days");
+  }
   effective["gateway"] = *gw;
 
   auto st = ApplyOptionSpecs(root.value("storage", json::object()), kStorage, "storage", ctx);
@@ -587,14 +620,48 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
   return cfg;
 }
 
-Result<Config> LoadConfigFile(const std::string& path, const ParseOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return NotFound(path + ": cannot open config file: " + std::strerror(errno));
+Result<std::string> ReadConfigText(const std::string& path) {
+  // Only a regular file (or a symlink to one) of bounded size: a FIFO would block, a device
+  // (/dev/zero) never ends, a directory is not a configuration. O_NONBLOCK keeps open() from
+  // waiting on a FIFO before fstat() can refuse it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return NotFound(path + ": cannot open config file: " + std::strerror(err));
+    return PermissionDenied(path + ": cannot open config file: " + std::strerror(err));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Unavailable(path + ": read error");
+  struct stat st {};
+  std::string text;
+  Status status;
+  if (::fstat(fd, &st) != 0) {
+    status = Unavailable(path + ": cannot read config file: " + std::strerror(errno));
+  } else if (S_ISDIR(st.st_mode)) {
+    status = InvalidArgument(path + ": is a directory, not a config file");
+  } else if (!S_ISREG(st.st_mode)) {
+    status = InvalidArgument(path + ": not a regular file (a FIFO, socket or device is not a config file)");
+  } else if (st.st_size > static_cast<off_t>(kMaxConfigBytes)) {
+    status = InvalidArgument(path + ": " + std::to_string(st.st_size) + " bytes; a config file may have at most " +
+                             std::to_string(kMaxConfigBytes));
+  } else {
+    text.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (got < text.size()) {
+      const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    text.resize(got);
+  }
+  ::close(fd);
+  if (!status.ok()) return status;
+  return text;
+}
+
+Result<Config> LoadConfigFile(const std::string& path, const ParseOptions& options) {
+  auto text = ReadConfigText(path);
+  if (!text.ok()) return text.status();
+  std::string_view ss_view = *text;
   // Relative file names in the config are relative to the config file's own directory.
   std::string dir = ".";
   const auto slash = path.rfind('/');
@@ -603,7 +670,7 @@ Result<Config> LoadConfigFile(const std::string& path, const ParseOptions& optio
     dir = real;
     std::free(real);
   }
-  return ParseConfig(ss.str(), path, dir, options);
+  return ParseConfig(ss_view, path, dir, options);
 }
 
 std::span<const OptionSpec> GatewaySpecs() { return kGateway; }

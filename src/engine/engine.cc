@@ -789,14 +789,15 @@ void Engine::OnTick(std::int64_t wall_ms, std::int64_t mono_ns, AlertSink& sink)
     const std::int64_t disconnect_ms = dev.disconnect_alarm_ms.value_or(tech.disconnect_alarm_ms);
     const std::int64_t no_data_ms = dev.no_data_ms.value_or(tech.no_data_ms);
     const auto disc = static_cast<std::size_t>(DeviceCondition::kDisconnected);
-    if (ds.link_down && ds.alarm[disc] == 0 &&
+    if (ds.link_down && ds.alarm[disc] == 0 && !dev.intermittent &&
         mono_ns - ds.link_down_since >= disconnect_ms * kMsNs) {
       SetDeviceCondition(d, DeviceCondition::kDisconnected, true, wall_ms,
                          "device " + dev.id + " disconnected", sink);
     }
-    // While the link is down the disconnect alarm speaks for the device; no second alarm.
+    // While the link is down the disconnect alarm speaks for the device; no second alarm. An
+    // intermittent device is judged by its no-data time alone.
     const auto nodata = static_cast<std::size_t>(DeviceCondition::kNoData);
-    if (dev.watch_no_data && !ds.link_down && ds.alarm[nodata] == 0 &&
+    if (dev.watch_no_data && (!ds.link_down || dev.intermittent) && ds.alarm[nodata] == 0 &&
         mono_ns - ds.last_reading_mono >= no_data_ms * kMsNs) {
       SetDeviceCondition(d, DeviceCondition::kNoData, true, wall_ms,
                          "device " + dev.id + ": no data for " + DurationText(no_data_ms), sink);
@@ -955,7 +956,9 @@ Engine::AckResult Engine::Acknowledge(std::uint64_t alert_id, std::string_view b
   a.last.acked_by = std::string(by);
   a.last.ts_ms = wall_ms;
   ++counters_.acks;
+  a.last.by_ack = true;
   Emit(a, sink);
+  a.last.by_ack = false;
   return AckResult::kAcknowledged;
 }
 
@@ -1148,6 +1151,21 @@ void Engine::AddKnownRecord(DeviceIndex device, std::uint64_t key) {
 std::array<std::size_t, 3> Engine::OpenByPriority() const {
   std::array<std::size_t, 3> out{};
   for (const auto& [key, a] : alarms_) ++out[static_cast<std::size_t>(a.last.priority)];
+  return out;
+}
+
+std::vector<OpenAlarmInfo> Engine::OpenAlarms() const {
+  std::vector<OpenAlarmInfo> out;
+  out.reserve(alarms_.size());
+  for (const auto& [key, a] : alarms_) {
+    const AlertEvent& e = a.last;
+    out.push_back(OpenAlarmInfo{e.alarm_id, e.patient, e.device, e.kind, e.metric, e.condition,
+                                e.priority, e.state, e.message, e.raised_ts_ms, e.acked_by});
+  }
+  std::sort(out.begin(), out.end(), [](const OpenAlarmInfo& x, const OpenAlarmInfo& y) {
+    if (x.priority != y.priority) return x.priority > y.priority;
+    return x.raised_ts_ms < y.raised_ts_ms;
+  });
   return out;
 }
 

@@ -10,6 +10,7 @@ class EngineRunner::Sink final : public AlertSink {
   explicit Sink(EngineRunner& r) : r_(r) {}
   void OnAlert(AlertEvent&& e) override {
     r_.stats_.alerts_raised.fetch_add(1, std::memory_order_relaxed);
+    ++r_.events_published_;
     while (!r_.rings_.alerts_out->TryPush(std::move(e))) {
       r_.rings_.wake_store->Ring();
       std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -201,6 +202,13 @@ void EngineRunner::Run() {
     if (now >= next_tick) {
       engine_.OnTick(clock_.WallMs(), now, sink);
       next_tick = now + kTickNs;
+      if (events_published_ != events_snapshotted_) {
+        // At most four times a second, and only after a change.
+        events_snapshotted_ = events_published_;
+        auto open = std::make_shared<const std::vector<OpenAlarmInfo>>(engine_.OpenAlarms());
+        std::lock_guard lock(open_mu_);
+        open_ = std::move(open);
+      }
     }
     if (n > 0) continue;
     if (stop_.load(std::memory_order_acquire) && InputsEmpty()) break;

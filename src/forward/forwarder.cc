@@ -130,6 +130,7 @@ void Forwarder::OnConnect(int rc, std::string_view reason) {
   destination_.connected.store(true);
   stats_.broker_connects.fetch_add(1, std::memory_order_relaxed);
   stats_.broker_error.Set("");
+  stats_.client_certificate_rejected.Set("");
   destination_.last_error.Set("");
   spdlog::info("mqtt: connected to broker");
   Publish(StatusTopic(), StatusPayload("online"), Inflight{}, true);
@@ -170,6 +171,11 @@ void Forwarder::LinkLost(std::string_view why) {
   stats_.broker_error.Set(reason);
   destination_.last_error.Set(reason);
   destination_.failures.fetch_add(1, std::memory_order_relaxed);
+  const TlsFailure tls = client_ ? client_->LastTlsFailure() : TlsFailure::kNone;
+  if (tls != TlsFailure::kNone) {
+    stats_.tls_failures[static_cast<std::size_t>(tls)].fetch_add(1, std::memory_order_relaxed);
+    if (tls == TlsFailure::kClientRejected) stats_.client_certificate_rejected.Set(reason);
+  }
   if (was_connected) {
     spdlog::warn("mqtt: broker link lost: {}", reason);
   } else if (log_limiter_.Allow(clock_.MonotonicNs(), suppressed_)) {

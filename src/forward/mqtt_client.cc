@@ -1,13 +1,74 @@
 #include "vitalgate/forward/mqtt_client.h"
 
+#include <arpa/inet.h>
 #include <mosquitto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
 
 namespace vg {
+
+std::string_view Name(TlsFailure failure) {
+  switch (failure) {
+    case TlsFailure::kNone: return "none";
+    case TlsFailure::kExpired: return "expired";
+    case TlsFailure::kNotYetValid: return "not_yet_valid";
+    case TlsFailure::kUnknownCa: return "unknown_ca";
+    case TlsFailure::kNameMismatch: return "name_mismatch";
+    case TlsFailure::kOtherVerify: return "verify_failed";
+    case TlsFailure::kClientRejected: return "client_certificate_rejected";
+  }
+  return "?";
+}
+
 namespace {
+
+// Index of the client in its SSL_CTX's ex_data (one per process).
+int ContextIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// RFC 6125: an IP address matches only an IP subjectAltName; a host name matches a DNS
+// subjectAltName, and the subject's CN only when the certificate has no subjectAltName at all.
+bool NameMatches(X509* cert, const std::string& host) {
+  in6_addr a6{};
+  in_addr a4{};
+  std::string bare = host;
+  if (bare.size() >= 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  if (::inet_pton(AF_INET, bare.c_str(), &a4) == 1 || ::inet_pton(AF_INET6, bare.c_str(), &a6) == 1) {
+    return X509_check_ip_asc(cert, bare.c_str(), 0) == 1;
+  }
+  const bool has_san = X509_get_ext_by_NID(cert, NID_subject_alt_name, -1) >= 0;
+  unsigned int flags = X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+  if (has_san) flags |= X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+  return X509_check_host(cert, bare.c_str(), bare.size(), flags, nullptr) == 1;
+}
+
+TlsFailure FailureOf(int x509_error) {
+  switch (x509_error) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return TlsFailure::kExpired;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return TlsFailure::kNotYetValid;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_UNTRUSTED:
+      return TlsFailure::kUnknownCa;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+      return TlsFailure::kNameMismatch;
+    default:
+      return TlsFailure::kOtherVerify;
+  }
+}
 
 std::string ConnackReason(int rc) {
   const char* s = mosquitto_connack_string(rc);
@@ -31,6 +92,7 @@ class MosquittoClient final : public MqttClient {
   Status Connect() override {
     tls_error_.clear();
     last_error_.clear();
+    tls_failure_ = TlsFailure::kNone;
     if (!options_.will_topic.empty() && options_.will_payload) {
       const std::string will = options_.will_payload();
       mosquitto_will_set(mosq_, options_.will_topic.c_str(), static_cast<int>(will.size()),
@@ -74,6 +136,59 @@ class MosquittoClient final : public MqttClient {
     (void)s;  // the same options succeeded in Init()
   }
 
+  TlsFailure LastTlsFailure() const override { return tls_failure_; }
+
+  // OpenSSL's verify callback: records why the broker's certificate is refused, and checks its
+  // name the RFC 6125 way (libmosquitto's own check falls back to the CN when the certificate
+  // has only IP subjectAltNames).
+  static int Verify(int ok, X509_STORE_CTX* store) {
+    SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    auto* self = ssl != nullptr ? static_cast<MosquittoClient*>(
+                                      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextIndex()))
+                                : nullptr;
+    if (self == nullptr) return 0;
+    const int depth = X509_STORE_CTX_get_error_depth(store);
+    if (!ok) {
+      const int err = X509_STORE_CTX_get_error(store);
+      self->tls_failure_ = FailureOf(err);
+      self->tls_error_ = std::string("certificate verify failed: the broker's certificate") +
+                         (depth > 0 ? " chain" : "") + " is refused (" +
+                         std::string(Name(self->tls_failure_)) + "): " +
+                         X509_verify_cert_error_string(err);
+      return 0;
+    }
+    if (depth == 0 && !NameMatches(X509_STORE_CTX_get_current_cert(store), self->options_.host)) {
+      self->tls_failure_ = TlsFailure::kNameMismatch;
+      self->tls_error_ = "certificate verify failed: the broker's certificate is refused "
+                         "(name_mismatch): it does not name \"" + self->options_.host +
+                         "\" in its subjectAltName";
+      X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH);
+      return 0;
+    }
+    return 1;
+  }
+
+  // TLS alerts from the broker: a refused client certificate shows here ("unknown ca", "bad
+  // certificate", "certificate expired"), often after the client's side of the handshake.
+  static void Info(const SSL* ssl, int where, int value) {
+    if ((where & SSL_CB_READ_ALERT) == 0) return;
+    auto* self = static_cast<MosquittoClient*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextIndex()));
+    if (self == nullptr || (value >> 8) != SSL3_AL_FATAL) return;
+    const std::string alert = SSL_alert_desc_string_long(value);
+    if (alert == "close notify") return;
+    if (self->tls_failure_ == TlsFailure::kNone) {
+      const bool about_us = alert == "unknown CA" || alert == "bad certificate" ||
+                            alert == "certificate expired" || alert == "certificate revoked" ||
+                            alert == "unsupported certificate" || alert == "certificate unknown" ||
+                            alert == "access denied" || alert == "certificate required";
+      if (about_us) self->tls_failure_ = TlsFailure::kClientRejected;
+    }
+    self->tls_error_ = "the broker ended the TLS handshake: " + alert +
+                       (self->tls_failure_ == TlsFailure::kClientRejected
+                            ? " (it refuses the gateway's certificate)"
+                            : "");
+  }
+
   int Socket() const override { return mosquitto_socket(mosq_); }
   bool WantWrite() const override { return mosquitto_want_write(mosq_); }
   int LoopRead() override { return Check(mosquitto_loop_read(mosq_, 1)); }
@@ -103,7 +218,10 @@ class MosquittoClient final : public MqttClient {
     mosquitto_log_callback_set(mosq_, [](mosquitto*, void* self, int level, const char* text) {
       // libmosquitto reports TLS failures (e.g. "certificate verify failed") only here.
       auto* c = static_cast<MosquittoClient*>(self);
-      if ((level & MOSQ_LOG_ERR) != 0 && text != nullptr) c->tls_error_ = text;
+      // Our own verification's reason, when there is one, says more.
+      if ((level & MOSQ_LOG_ERR) != 0 && text != nullptr && c->tls_failure_ == TlsFailure::kNone) {
+        c->tls_error_ = text;
+      }
     });
     mosquitto_connect_callback_set(mosq_, [](mosquitto*, void* self, int rc) {
       auto* c = static_cast<MosquittoClient*>(self);
@@ -127,17 +245,7 @@ class MosquittoClient final : public MqttClient {
             m->retain);
       }
     });
-    if (options_.tls) {
-      int rc = mosquitto_tls_set(mosq_, options_.ca_file.c_str(), nullptr,
-                                 options_.cert_file.empty() ? nullptr : options_.cert_file.c_str(),
-                                 options_.key_file.empty() ? nullptr : options_.key_file.c_str(),
-                                 nullptr);
-      if (rc != MOSQ_ERR_SUCCESS) return InvalidArgument("mqtt.tls: " + Error(rc));
-      const std::string version = "tlsv" + options_.tls_min_version;
-      rc = mosquitto_tls_opts_set(mosq_, 1 /*SSL_VERIFY_PEER*/, version.c_str(), nullptr);
-      if (rc != MOSQ_ERR_SUCCESS) return InvalidArgument("mqtt.tls.min_version: " + Error(rc));
-      mosquitto_tls_insecure_set(mosq_, false);  // verify the broker's name against its cert
-    }
+    if (options_.tls) VG_RETURN_IF_ERROR(ConfigureTls());
     if (!options_.username.empty()) {
       const int rc = mosquitto_username_pw_set(
           mosq_, options_.username.c_str(),
@@ -147,11 +255,45 @@ class MosquittoClient final : public MqttClient {
     return Status::Ok();
   }
 
+  // Our own SSL_CTX (the files read anew on every Reset, i.e. after a rotation), with the
+  // verification above instead of libmosquitto's.
+  Status ConfigureTls() {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == nullptr) return Internal("mqtt.tls: cannot create a TLS context");
+    auto fail = [ctx](std::string why) {
+      SSL_CTX_free(ctx);
+      ERR_clear_error();
+      return InvalidArgument(std::move(why));
+    };
+    SSL_CTX_set_min_proto_version(ctx, options_.tls_min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+    if (SSL_CTX_load_verify_locations(ctx, options_.ca_file.c_str(), nullptr) != 1) {
+      return fail("mqtt.tls.ca_file: " + options_.ca_file + ": cannot load the CA bundle");
+    }
+    if (!options_.cert_file.empty()) {
+      if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1) {
+        return fail("mqtt.tls.cert_file: " + options_.cert_file + ": cannot load the certificate");
+      }
+      if (SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+          SSL_CTX_check_private_key(ctx) != 1) {
+        return fail("mqtt.tls.key_file: " + options_.key_file + ": cannot load the key of cert_file");
+      }
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, &MosquittoClient::Verify);
+    SSL_CTX_set_info_callback(ctx, &MosquittoClient::Info);
+    SSL_CTX_set_ex_data(ctx, ContextIndex(), this);
+    const int rc = mosquitto_void_option(mosq_, MOSQ_OPT_SSL_CTX, ctx);
+    mosquitto_int_option(mosq_, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
+    SSL_CTX_free(ctx);  // libmosquitto holds its own reference
+    if (rc != MOSQ_ERR_SUCCESS) return InvalidArgument("mqtt.tls: " + Error(rc));
+    return Status::Ok();
+  }
+
   MqttClientOptions options_;
   MqttCallbacks callbacks_;
   mosquitto* mosq_ = nullptr;
   std::string last_error_;
   std::string tls_error_;
+  TlsFailure tls_failure_ = TlsFailure::kNone;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -328,6 +329,16 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   // kept below another quarter (max_batch_rows), so database + WAL stay within max_bytes.
   const auto page = static_cast<std::uint64_t>(*page_size);
   reserve_bytes_ = std::min<std::uint64_t>(options.reserve_bytes, options.max_bytes / 16);
+  {
+    // Never more than a sixteenth of the file system itself (a small partition or tmpfs).
+    const std::size_t slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) == 0) {
+      const std::uint64_t total = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
+      reserve_bytes_ = std::min<std::uint64_t>(reserve_bytes_, total / 16);
+    }
+  }
   const std::uint64_t budget = options.max_bytes - reserve_bytes_;
   const std::uint64_t wal_allowance = std::min<std::uint64_t>(budget / 4, 16ull << 20);
   const std::uint64_t pages = (budget - wal_allowance) / page;
@@ -499,6 +510,11 @@ Status OutboxStore::Commit(const WriteBatch& batch) {
       st.BindInt(3, k.ts_ms);
       VG_RETURN_IF_ERROR(Run(db, st, "storage: record"));
     }
+    if (!batch.audit.empty()) {
+      // The head of the chain, so that deleting the newest entries shows too.
+      VG_RETURN_IF_ERROR(impl_->db.Exec("INSERT OR REPLACE INTO meta(key, value) VALUES('audit_head', '" +
+                                        std::to_string(batch.audit.back().seq) + "')"));
+    }
     for (const AuditEntry& e : batch.audit) {
       sqlite::Stmt& st = impl_->insert_audit;
       st.BindInt(1, static_cast<std::int64_t>(e.seq));
@@ -616,6 +632,18 @@ Result<std::uint64_t> OutboxStore::EvictOldestReadings(std::uint64_t n,
   return deleted;
 }
 
+std::string OutboxStore::SynchronousMode() const {
+  auto mode = impl_->db.QueryInt("PRAGMA synchronous");
+  if (!mode.ok()) return "unknown";
+  switch (*mode) {
+    case 0: return "off";
+    case 1: return "normal";
+    case 2: return "full";
+    case 3: return "extra";
+    default: return std::to_string(*mode);
+  }
+}
+
 std::uint64_t OutboxStore::SizeBytes() const {
   std::uint64_t total = 0;
   struct stat st {};
@@ -667,23 +695,65 @@ Result<std::vector<RecordKey>> OutboxStore::LoadRecordKeys(std::int64_t since_ms
   return out;
 }
 
-Result<std::optional<AuditEntry>> OutboxStore::LastAuditEntry() {
+namespace {
+
+Result<std::vector<AuditEntry>> ReadAudit(sqlite3* db, const std::string& sql) {
   sqlite::Stmt st;
-  VG_RETURN_IF_ERROR(st.Prepare(impl_->db.get(),
-                                "SELECT seq, ts_ms, kind, actor, detail, prev, hash FROM audit_log "
-                                "ORDER BY seq DESC LIMIT 1"));
-  const int rc = st.Step();
-  if (rc == SQLITE_DONE) return std::optional<AuditEntry>();
-  if (rc != SQLITE_ROW) return sqlite::ToStatus(impl_->db.get(), rc, "storage: audit");
-  AuditEntry e;
-  e.seq = static_cast<std::uint64_t>(st.Int(0));
-  e.ts_ms = st.Int(1);
-  e.kind = std::string(st.Text(2));
-  e.actor = std::string(st.Text(3));
-  e.detail = std::string(st.Text(4));
-  e.prev = std::string(st.Text(5));
-  e.hash = std::string(st.Text(6));
-  return std::optional<AuditEntry>(std::move(e));
+  VG_RETURN_IF_ERROR(st.Prepare(db, sql));
+  std::vector<AuditEntry> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    AuditEntry e;
+    e.seq = static_cast<std::uint64_t>(st.Int(0));
+    e.ts_ms = st.Int(1);
+    e.kind = std::string(st.Text(2));
+    e.actor = std::string(st.Text(3));
+    e.detail = std::string(st.Text(4));
+    e.prev = std::string(st.Text(5));
+    e.hash = std::string(st.Text(6));
+    out.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return sqlite::ToStatus(db, rc, "storage: audit");
+  return out;
+}
+
+constexpr const char* kAuditColumns = "SELECT seq, ts_ms, kind, actor, detail, prev, hash FROM audit_log";
+
+}  // namespace
+
+Result<std::vector<AuditEntry>> OutboxStore::RecentAudit(std::size_t n) {
+  auto rows = ReadAudit(impl_->db.get(), std::string(kAuditColumns) + " ORDER BY seq DESC LIMIT " +
+                                            std::to_string(n));
+  if (!rows.ok()) return rows.status();
+  std::reverse(rows->begin(), rows->end());
+  return rows;
+}
+
+
+Result<std::uint64_t> OutboxStore::PruneAudit(std::int64_t before_ms, std::size_t keep) {
+  sqlite::Db& db = impl_->db;
+  auto boundary = db.QueryInt(
+      "SELECT coalesce(max(seq), 0) FROM audit_log WHERE ts_ms < " + std::to_string(before_ms) +
+      " AND seq <= coalesce((SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1 OFFSET " +
+      std::to_string(keep) + "), 0)");
+  if (!boundary.ok()) return boundary.status();
+  if (*boundary == 0) return std::uint64_t{0};
+  auto hash = db.QueryText("SELECT hash FROM audit_log WHERE seq = " + std::to_string(*boundary));
+  if (!hash.ok()) return hash.status();
+  VG_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  auto body = [&]() -> Status {
+    sqlite::Stmt put;
+    VG_RETURN_IF_ERROR(put.Prepare(db.get(), "INSERT OR REPLACE INTO meta(key, value) VALUES('audit_pruned_hash', ?)"));
+    put.BindText(1, *hash);
+    VG_RETURN_IF_ERROR(Run(db.get(), put, "storage: audit prune"));
+    VG_RETURN_IF_ERROR(db.Exec("DELETE FROM audit_log WHERE seq <= " + std::to_string(*boundary)));
+    return db.Exec("COMMIT");
+  }();
+  if (!body.ok()) {
+    (void)db.Exec("ROLLBACK");
+    return body;
+  }
+  return static_cast<std::uint64_t>(sqlite3_changes(db.get()));
 }
 
 struct OutboxReader::Impl {
@@ -762,6 +832,14 @@ Result<OutboxReader::Backlog> OutboxReader::CountUnacked(int bit) {
   auto e = impl_->db.QueryInt("SELECT count(*) FROM alerts WHERE acked & " + mask + " = 0");
   if (!e.ok()) return e.status();
   return Backlog{static_cast<std::uint64_t>(*r), static_cast<std::uint64_t>(*e)};
+}
+
+Result<std::vector<AuditEntry>> OutboxReader::AllAudit(std::string* chain_start, std::uint64_t* head) {
+  auto start = impl_->db.QueryText("SELECT value FROM meta WHERE key='audit_pruned_hash'");
+  *chain_start = start.ok() ? *start : "";
+  auto last = impl_->db.QueryText("SELECT value FROM meta WHERE key='audit_head'");
+  *head = last.ok() ? std::strtoull(last->c_str(), nullptr, 10) : 0;
+  return ReadAudit(impl_->db.get(), std::string(kAuditColumns) + " ORDER BY seq");
 }
 
 Result<std::uint64_t> OutboxReader::CountDeadLetters(const std::string& destination) {

@@ -1,24 +1,15 @@
 #include "vitalgate/store/writer.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include "vitalgate/core/aead.h"
 #include "vitalgate/core/json_text.h"
 #include "vitalgate/core/timefmt.h"
 
 namespace vg {
 namespace {
 
-std::string Hex(const unsigned char* data, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (std::size_t i = 0; i < n; ++i) {
-    out += kHex[data[i] >> 4];
-    out += kHex[data[i] & 0xF];
-  }
-  return out;
-}
+constexpr std::size_t kRecentAudit = 50;
 
 }  // namespace
 
@@ -31,10 +22,31 @@ std::string AuditHash(const AuditEntry& e) {
     input += ':';
     input += field;
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha256(), nullptr);
-  return Hex(digest, len);
+  return Sha256Hex(input);
+}
+
+AuditCheck VerifyAuditChain(const std::vector<AuditEntry>& entries, const std::string& chain_start) {
+  AuditCheck out;
+  std::string prev = chain_start;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const AuditEntry& e = entries[i];
+    const std::string where = "entry " + std::to_string(e.seq);
+    if (i > 0 && e.seq != entries[i - 1].seq + 1) {
+      out = {false, "entries " + std::to_string(entries[i - 1].seq + 1) + " to " +
+                        std::to_string(e.seq - 1) + " are missing (deleted)"};
+      return out;
+    }
+    if (e.prev != prev) {
+      out = {false, where + " does not follow the entry before it (an entry was deleted or changed)"};
+      return out;
+    }
+    if (AuditHash(e) != e.hash) {
+      out = {false, where + " was changed after it was written (its hash does not match)"};
+      return out;
+    }
+    prev = e.hash;
+  }
+  return out;
 }
 
 std::string AuditEventJson(const AuditEntry& e, const IdFormat& ids) {
@@ -84,10 +96,11 @@ OutboxWriter::OutboxWriter(std::unique_ptr<OutboxStore> store, SpscRing<Reading>
     stats_.store_healthy.store(false);
   } else {
     event_seq_ = store_->max_event_seq();
-    auto last = store_->LastAuditEntry();
-    if (last.ok() && *last) {
-      audit_seq_ = (*last)->seq;
-      audit_prev_ = (*last)->hash;
+    auto recent = store_->RecentAudit(kRecentAudit);
+    if (recent.ok() && !recent->empty()) {
+      audit_seq_ = recent->back().seq;
+      audit_prev_ = recent->back().hash;
+      recent_audit_.assign(recent->begin(), recent->end());
     }
   }
 }
@@ -144,6 +157,11 @@ void OutboxWriter::ChainAudit(const StoreCommand::Audit& a) {
   row.kind = EventKind::kAudit;
   row.body = AuditEventJson(e, *payload_.ids);
   events_.push_back(std::move(row));
+  {
+    std::lock_guard lock(audit_mu_);
+    recent_audit_.push_back(e);
+    while (recent_audit_.size() > kRecentAudit) recent_audit_.pop_front();
+  }
   side_.audit.push_back(std::move(e));
 }
 
@@ -156,6 +174,14 @@ void OutboxWriter::Fill() {
       has_commands_.store(false, std::memory_order_release);
     }
     for (StoreCommand& c : incoming) {
+      if (c.prune_audit_before_ms && store_) {
+        auto pruned = store_->PruneAudit(*c.prune_audit_before_ms, kRecentAudit);
+        if (!pruned.ok()) {
+          spdlog::warn("storage: pruning the audit trail: {}", pruned.status().message());
+        } else if (*pruned > 0) {
+          spdlog::info("storage: pruned {} audit entries past their retention", *pruned);
+        }
+      }
       for (Assignment& a : c.assignments) side_.assignments.push_back(std::move(a));
       for (const StoreCommand::Audit& a : c.audit) ChainAudit(a);
       c.assignments.clear();
@@ -173,6 +199,20 @@ void OutboxWriter::Fill() {
     row.kind = EventKind::kAlert;
     AppendAlertJson(row.body, e, payload_);
     events_.push_back(std::move(row));
+    if (callbacks_.on_alert) callbacks_.on_alert(e);
+    if (e.by_ack) {
+      // Who acknowledged which alarm: the audit trail keeps it (no vital values).
+      std::string detail = "{\"alarm_id\":\"";
+      payload_.ids->Append(detail, e.alarm_id);
+      detail += "\",\"patient\":";
+      AppendJsonString(detail, payload_.patients->Name(e.patient));
+      detail += ",\"kind\":\"";
+      detail += Name(e.kind);
+      detail += "\",\"priority\":\"";
+      detail += Name(e.priority);
+      detail += "\"}";
+      ChainAudit(StoreCommand::Audit{"ack", e.acked_by, detail, e.ts_ms});
+    }
     // The open alarm's state goes with its event, in the same transaction.
     OpenAlarmChange change;
     payload_.ids->Append(change.alarm, e.alarm_id);

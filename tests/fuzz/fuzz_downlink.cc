@@ -1,5 +1,6 @@
-// libFuzzer target: everything that arrives from the broker: the cmd/ack parser, alert id
-// parsing, and the payload envelope opener (as `vitalgate decrypt` and consumers use it).
+// libFuzzer target: everything that arrives from the broker: the cmd/ack and cmd/assign parsers,
+// the downlink gate (plain and sealed), alert id parsing, and the payload envelope opener (as
+// `vitalgate decrypt` and consumers use it).
 #include <string_view>
 
 #include "vitalgate/core/ids.h"
@@ -15,6 +16,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)ids.Parse(cmd->alert_id);
   }
   (void)ids.Parse(text);
+  auto assign = vg::ParseAssignCommand(text);
+  if (assign.ok() && (assign->device.empty() || !vg::CheckActor(assign->by).ok())) __builtin_trap();
+  static vg::DownlinkGate plain([] {
+    vg::DownlinkGateOptions o;
+    o.ack_topic = "vitalgate/v1/gw/cmd/ack";
+    o.assign_topic = "vitalgate/v1/gw/cmd/assign";
+    return o;
+  }());
+  static vg::DownlinkGate sealed([] {
+    vg::DownlinkGateOptions o;
+    o.ack_topic = "vitalgate/v1/gw/cmd/ack";
+    o.assign_topic = "vitalgate/v1/gw/cmd/assign";
+    o.encryption = true;
+    o.downlink_key = vg::PayloadKey{"dl1", {}};
+    return o;
+  }());
+  vg::DownlinkRefusal why;
+  (void)plain.Admit("vitalgate/v1/gw/cmd/assign", text, size % 2 == 0, 1'796'000'000'000, &why);
+  (void)sealed.Admit("vitalgate/v1/gw/cmd/ack", text, false, 1'796'000'000'000, &why);
   static const vg::PayloadKey key{"k1", {}};
   auto plain = vg::OpenEnvelope(std::span<const vg::PayloadKey>(&key, 1), "vitalgate/v1/gw/alerts/p", text);
   (void)plain;

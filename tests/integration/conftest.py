@@ -461,6 +461,8 @@ def outbox_ids(db_path):
         return set()
     con = sqlite3.connect(db_path, timeout=10)
     try:
-        return {json.loads(body)["id"] for (body,) in con.execute("SELECT body FROM readings")}
+        # Schema 2: the readings of one patient and commit are one row, joined by newlines.
+        return {json.loads(line)["id"] for (body,) in con.execute("SELECT body FROM batches")
+                for line in (body.decode() if isinstance(body, bytes) else body).split("\n") if line}
     finally:
         con.close()

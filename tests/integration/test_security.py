@@ -78,6 +78,19 @@ def pki(tmp_path_factory):
     save("client2", *issue(ca_key, ca, "ward7-gw1", client=True))
     save("client-expired", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-30, -1)))
     save("client-soon", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-1, 10)))
+    # A subjectAltName with only another IP, and a CN naming the broker's address: the CN must
+    # not be used when a SAN is present (RFC 6125).
+    save("sanip", *issue(ca_key, ca, "127.0.0.1", ips=["10.9.9.9"]))
+    save("notyet", *issue(ca_key, ca, "localhost", dns=["localhost"], ips=["127.0.0.1"], days=(2, 30)))
+    foreign_key = ec.generate_private_key(ec.SECP256R1())
+    foreign = (x509.CertificateBuilder().subject_name(_name("foreign CA")).issuer_name(_name("foreign CA"))
+               .public_key(foreign_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+               .sign(foreign_key, hashes.SHA256()))
+    save("foreign", *issue(foreign_key, foreign, "localhost", dns=["localhost"], ips=["127.0.0.1"]))
+    save("client-foreign", *issue(foreign_key, foreign, "ward7-gw1", client=True))
     return d
 
 

@@ -20,5 +20,9 @@ int CommandCheck(const std::string& config_path, bool quiet = false);
 int CommandDecode(const std::vector<std::string>& args);  // args after "decode"
 int CommandReplay(const std::vector<std::string>& args);
 int CommandDecrypt(const std::vector<std::string>& args);
+// `seal --key FILE --topic TOPIC`: the envelope of stdin for the topic (a dashboard's downlink).
+int CommandSeal(const std::vector<std::string>& args);
+// `audit verify --config FILE`: checks the audit trail's hash chain; 0 intact, 1 broken.
+int CommandAudit(const std::vector<std::string>& args);
 
 }  // namespace vg

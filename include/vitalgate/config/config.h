@@ -7,6 +7,7 @@
 // thread, then share it read-only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -83,6 +84,7 @@ struct DeviceConfig {
   std::vector<std::string> allowed_patients;  // a reading may name these itself (jsonl)
   bool allow_any_patient = false;             // allowed_patients: ["*"]
   bool spot = false;                          // every reading is a spot check
+  bool intermittent = false;                  // connects only to send: link down is normal
   std::string timezone;                       // tz database name of the device clock
   DeviceClockConfig clock;
   std::string serial_number, manufacturer, model;
@@ -113,6 +115,8 @@ struct Config {
   std::string gateway_id;
   std::string site;
   std::string log_level;
+  std::array<int, 3> certificate_alarm_days{30, 7, 1};  // low, medium, high
+  int audit_retention_days = 400;
   StorageConfig storage;
   MqttConfig mqtt;
   HttpConfig http;
@@ -134,6 +138,9 @@ struct ParseOptions {
 Result<Config> ParseConfig(std::string_view text, std::string_view source, std::string_view base_dir,
                            const ParseOptions& options = {});
 Result<Config> LoadConfigFile(const std::string& path, const ParseOptions& options = {});
+// A config file's text: a regular file (or a symlink to one) of at most 4 MiB; a FIFO, device
+// or directory is refused at once with a message naming the file.
+Result<std::string> ReadConfigText(const std::string& path);
 
 // Parses JSON text with a message that gives line, column and byte offset on error, and rejects
 // duplicate object keys (usually a mistake). Shared by every JSON input that is a document.

@@ -33,4 +33,7 @@ Result<std::string> AeadOpen(const AeadKey& key, std::string_view aad, const Sea
 std::string AeadPack(const Sealed& sealed);
 Result<Sealed> AeadUnpack(std::string_view packed);
 
+// SHA-256 of `data` as 64 lower-case hex digits (the audit chain, configuration hashes).
+std::string Sha256Hex(std::string_view data);
+
 }  // namespace vg

@@ -52,6 +52,7 @@ struct AlertEvent {
   std::int64_t ts_ms = 0;                 // when this event happened (event time)
   std::int64_t raised_ts_ms = 0;          // when the alarm was first raised
   std::string acked_by;                   // acknowledged: who
+  bool by_ack = false;                    // this event is the acknowledgement itself
   // The alarm's engine state after this event, to survive a restart (see Engine::Restore);
   // empty when the alarm is over (cleared or ended) or the event is not an alarm's.
   std::string persist;

@@ -129,6 +129,9 @@ struct GatewayStats {
   std::atomic<bool> broker_connected{false};
   std::atomic<std::int64_t> oldest_unacked_rx_ms{0};
   SharedText broker_error;  // why the broker link is down, for /healthz
+  std::array<Counter, 7> tls_failures{};  // by TlsFailure (forward/mqtt_client.h)
+  // Set while the broker refuses the gateway's client certificate (the `certificate` alarm).
+  SharedText client_certificate_rejected;
   LatencyHistogram publish_latency;  // receive -> PUBACK, per message
 };
 

@@ -61,6 +61,7 @@ struct EngineDevice {
   std::optional<std::int64_t> disconnect_alarm_ms;  // overrides the patient's technical rule
   bool watch_no_data = true;  // false for devices that only report now and then (e.g. a scale)
   bool unassigned = false;
+  bool intermittent = false;  // connects only to send: a link down is normal, not an alarm
 };
 
 struct EngineCounters {
@@ -83,6 +84,21 @@ struct EngineEnvironment {
   // (replay and tests).
   std::function<std::uint64_t()> random_id;
   bool persist_alarms = false;  // fill AlertEvent::persist
+};
+
+// An open alarm as the status page shows it (no vital values beyond the alarm's message).
+struct OpenAlarmInfo {
+  std::uint64_t alarm_id = 0;  // public
+  PatientIndex patient = 0;
+  std::optional<DeviceIndex> device;
+  AlertKind kind = AlertKind::kThreshold;
+  std::optional<Metric> metric;
+  std::optional<DeviceCondition> condition;
+  Priority priority = Priority::kLow;
+  AlertState state = AlertState::kActive;
+  std::string message;
+  std::int64_t raised_ts_ms = 0;
+  std::string acked_by;
 };
 
 class Engine {
@@ -158,6 +174,8 @@ class Engine {
   std::size_t open_alarms() const { return alarms_.size(); }
   // Open alarms by priority (low, medium, high), and by kind, for metrics.
   std::array<std::size_t, 3> OpenByPriority() const;
+  // Every open alarm, most severe first, then oldest first.
+  std::vector<OpenAlarmInfo> OpenAlarms() const;
 
  private:
   struct LevelState {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -66,6 +67,11 @@ class EngineRunner {
   ~EngineRunner();
 
   void Start();
+  // Any thread: the open alarms as of the engine's last change (for the status page).
+  std::shared_ptr<const std::vector<OpenAlarmInfo>> OpenAlarms() const {
+    std::lock_guard lock(open_mu_);
+    return open_;
+  }
   // Control thread: the new rules take effect before the next reading is processed.
   void PostRules(std::shared_ptr<const RuleBook> rules);
   // Control thread: a gateway-wide condition (e.g. storage) for every patient.
@@ -96,6 +102,11 @@ class EngineRunner {
   std::atomic<std::uint64_t> device_changes_posted_{0};
   std::atomic<std::uint64_t> device_changes_applied_{0};
   std::vector<DeviceStats*> device_stats_;  // engine thread
+  std::uint64_t events_published_ = 0;      // engine thread: to notice a change of alarms
+  std::uint64_t events_snapshotted_ = ~0ull;
+  mutable std::mutex open_mu_;
+  std::shared_ptr<const std::vector<OpenAlarmInfo>> open_ =
+      std::make_shared<const std::vector<OpenAlarmInfo>>();
   std::atomic<bool> stop_{false};
   bool dropping_ = false;     // the store ring stayed full: drop instead of waiting
   bool output_full_ = false;  // the last round stopped because the store's ring was full

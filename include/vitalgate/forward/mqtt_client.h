@@ -5,6 +5,7 @@
 // run inside Loop*() calls on the calling thread. One thread owns a client.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,19 @@ struct MqttClientOptions {
   // Built again before every connection attempt (the status message carries a time stamp).
   std::function<std::string()> will_payload;
 };
+
+// Why a TLS handshake with the broker failed, for logs and a labelled counter.
+enum class TlsFailure : std::uint8_t {
+  kNone,
+  kExpired,          // the broker's certificate expired
+  kNotYetValid,      // the broker's certificate is not valid yet
+  kUnknownCa,        // not signed by mqtt.tls.ca_file
+  kNameMismatch,     // does not name the host (subjectAltName; CN only without any SAN)
+  kOtherVerify,      // another verification failure
+  kClientRejected,   // the broker refused the gateway's own certificate (TLS alert)
+};
+inline constexpr std::size_t kTlsFailureCount = 7;
+std::string_view Name(TlsFailure failure);
 
 struct MqttCallbacks {
   std::function<void(int rc, std::string_view reason)> on_connect;  // rc 0 = accepted
@@ -59,6 +73,8 @@ class MqttClient {
   virtual int LoopWrite() = 0;
   virtual int LoopMisc() = 0;
   virtual std::string LastError() const = 0;
+  // The TLS failure of the last connection attempt, if it failed in the handshake.
+  virtual TlsFailure LastTlsFailure() const { return TlsFailure::kNone; }
 };
 
 // libmosquitto. REQUIRES: mosquitto_lib_init() was called (in main).

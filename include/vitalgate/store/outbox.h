@@ -190,12 +190,18 @@ class OutboxStore {
   std::size_t max_batch_rows() const { return max_batch_rows_; }
   // Current size of the database file and its WAL.
   std::uint64_t SizeBytes() const;
+  // SQLite's synchronous setting as the writer connection has it: "full", "normal", ...
+  std::string SynchronousMode() const;
 
   // Start-up reads (store thread, before it starts delivering).
   Result<std::vector<std::string>> LoadOpenAlarms();       // states, in alarm order
   Result<std::vector<Assignment>> LoadAssignments();
   Result<std::vector<RecordKey>> LoadRecordKeys(std::int64_t since_ms);
-  Result<std::optional<AuditEntry>> LastAuditEntry();
+  // The last `n` audit entries, oldest first.
+  Result<std::vector<AuditEntry>> RecentAudit(std::size_t n);
+  // Deletes audit entries older than `before_ms` (keeping the newest `keep` at least) and
+  // records the hash of the last one deleted, so the rest still verifies.
+  Result<std::uint64_t> PruneAudit(std::int64_t before_ms, std::size_t keep);
 
  private:
   OutboxStore() = default;
@@ -239,6 +245,10 @@ class OutboxReader {
   };
   Result<Backlog> CountUnacked(int bit);
   Result<std::uint64_t> CountDeadLetters(const std::string& destination);
+  // Every audit entry in order; `chain_start` is the hash the chain starts from (that of the
+  // last pruned entry, "" when none was pruned), and `head` the last entry the writer
+  // recorded (seq, 0 when none), so a deleted last entry is found too.
+  Result<std::vector<AuditEntry>> AllAudit(std::string* chain_start, std::uint64_t* head);
 
  private:
   OutboxReader() = default;

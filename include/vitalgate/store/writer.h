@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -58,6 +59,7 @@ struct OutboxWriterEvents {
   std::function<void(bool healthy, const std::string& why)> on_health;
   std::function<void(std::uint64_t dropped, const std::vector<std::string>& patients)> on_dropped;
   std::function<void(OutboxStore& store)> on_opened;  // an outbox became available later
+  std::function<void(const AlertEvent& event)> on_alert;  // every alert event, as stored
 };
 
 // Work for the store that does not come from the engine: assignments and audit entries. The
@@ -73,11 +75,23 @@ struct StoreCommand {
     std::int64_t ts_ms = 0;
   };
   std::vector<Audit> audit;
+  // Prune audit entries older than this (Unix ms), keeping the chain verifiable.
+  std::optional<std::int64_t> prune_audit_before_ms;
   std::function<void(const Status&)> done;
 };
 
 // The hash of an audit entry: SHA-256 over its fields and the previous entry's hash, hex.
 std::string AuditHash(const AuditEntry& entry);
+// Checks a run of audit entries: each hash recomputes, each entry links to the one before
+// (the first to `chain_start`), sequence numbers have no gap, and the last entry is the head
+// the store recorded (`head_seq`, 0 = not checked), so an edited, deleted or truncated entry is
+// found.
+struct AuditCheck {
+  bool ok = true;
+  std::string problem;  // the first problem, naming the entry
+};
+AuditCheck VerifyAuditChain(const std::vector<AuditEntry>& entries, const std::string& chain_start);
+
 // The audit event as published on {prefix}/{gw}/audit.
 std::string AuditEventJson(const AuditEntry& entry, const IdFormat& ids);
 
@@ -98,6 +112,11 @@ class OutboxWriter {
   void Submit(StoreCommand command);
 
   OutboxStore* store() const { return store_.get(); }
+  // Any thread: the latest audit entries, newest first.
+  std::vector<AuditEntry> RecentAudit() const {
+    std::lock_guard lock(audit_mu_);
+    return {recent_audit_.rbegin(), recent_audit_.rend()};
+  }
 
  private:
   void Run();
@@ -135,6 +154,8 @@ class OutboxWriter {
   std::mutex command_mu_;
   std::vector<StoreCommand> incoming_;
   std::atomic<bool> has_commands_{false};
+  mutable std::mutex audit_mu_;
+  std::deque<AuditEntry> recent_audit_;  // oldest first, bounded
   std::uint64_t event_seq_ = 0;  // key of the last event row
   std::uint64_t audit_seq_ = 0;
   std::string audit_prev_;

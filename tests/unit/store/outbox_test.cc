@@ -185,6 +185,18 @@ TEST_F(OutboxTest, UnacknowledgedRowsSurviveReopenAndGenerationGrows) {
   EXPECT_EQ(rows[0].seq, 2u);
 }
 
+TEST_F(OutboxTest, TheConfiguredSynchronousModeReachesTheConnection) {
+  for (bool full : {true, false}) {
+    StoreOptions o;
+    o.path = path_;
+    o.synchronous_full = full;
+    o.reserve_bytes = 0;
+    auto store = OutboxStore::Open(o);
+    ASSERT_TRUE(store.ok());
+    EXPECT_EQ((*store)->SynchronousMode(), full ? "full" : "normal");
+  }
+}
+
 TEST_F(OutboxTest, FilesArePrivate) {
   auto store = Open();
   WriteBatch b;
