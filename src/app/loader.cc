@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include "vitalgate/app/http_server.h"
 #include "vitalgate/forward/envelope.h"
 #include "vitalgate/forward/tls_files.h"
 
@@ -56,6 +57,9 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
   if (out.config.mqtt.tls && options.check_files && options.check_tls_contents) {
     const config::TlsConfig& t = *out.config.mqtt.tls;
     VG_RETURN_IF_ERROR(CheckTlsFiles(TlsFiles{t.ca_file, t.cert_file, t.key_file}).WithContext(path));
+  }
+  if (options.check_files && options.check_tls_contents) {
+    VG_RETURN_IF_ERROR(CheckHttpAccess(out.config.http).WithContext(path));
   }
   if (out.config.mqtt.payload_encryption && options.check_files) {
     const config::EncryptionConfig& enc = *out.config.mqtt.payload_encryption;

@@ -1,4 +1,4 @@
-// The command line of docs/cli.md: run, check, decode, replay, decrypt, --version, --help.
+// The command line of docs/cli.md: run, check, decode, replay, decrypt, status, passwd, --version, --help.
 // Exit codes: 0 success, 2 the input (config, arguments, device bytes) was wrong, 1 the
 // environment failed (disk, network).
 #pragma once
@@ -19,5 +19,7 @@ int CommandCheck(const std::string& config_path);
 int CommandDecode(const std::vector<std::string>& args);  // args after "decode"
 int CommandReplay(const std::vector<std::string>& args);
 int CommandDecrypt(const std::vector<std::string>& args);
+int CommandStatus(const std::vector<std::string>& args);  // args after "status"
+int CommandPasswd(const std::vector<std::string>& args);  // args after "passwd"
 
 }  // namespace vg

@@ -4,7 +4,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 
@@ -199,36 +199,91 @@ TEST(StatusViewsTest, PageIsForPhonesAndRefreshesItself) {
   EXPECT_NE(page.find("class=\"warn\"><bdi>2026-12-21 (in 21 d)"), std::string::npos);
 }
 
+bool IsNameChar(char c, bool first, bool colon) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':') ||
+         (!first && c >= '0' && c <= '9');
+}
+
+// Reads a metric or label name at line[*i]; empty if there is none.
+std::string Name(std::string_view line, std::size_t* i, bool colon) {
+  const std::size_t start = *i;
+  while (*i < line.size() && IsNameChar(line[*i], *i == start, colon)) ++*i;
+  return std::string(line.substr(start, *i - start));
+}
+
+// One sample line: name{label="value",...} number. False if it is not exactly that.
+bool ParseSample(std::string_view line, std::string* name, std::string* series) {
+  std::size_t i = 0;
+  *name = Name(line, &i, true);
+  if (name->empty()) return false;
+  if (i < line.size() && line[i] == '{') {
+    ++i;
+    for (;;) {
+      if (Name(line, &i, false).empty()) return false;
+      if (line.substr(i, 2) != "=\"") return false;
+      i += 2;
+      while (i < line.size() && line[i] != '"') {
+        if (line[i] == '\\') {
+          if (i + 1 >= line.size() || std::string_view("\\\"n").find(line[i + 1]) == std::string_view::npos) {
+            return false;  // only \\ \" and \n are escapes
+          }
+          ++i;
+        }
+        ++i;
+      }
+      if (i >= line.size()) return false;
+      ++i;
+      if (i < line.size() && line[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < line.size() && line[i] == '}') {
+        ++i;
+        break;
+      }
+      return false;
+    }
+  }
+  *series = std::string(line.substr(0, i));
+  if (i >= line.size() || line[i] != ' ') return false;
+  const std::string value(line.substr(i + 1));
+  if (value == "+Inf" || value == "-Inf" || value == "NaN") return true;
+  char* end = nullptr;
+  std::strtod(value.c_str(), &end);
+  return !value.empty() && end == value.c_str() + value.size();
+}
+
 // Parses the Prometheus text format strictly enough to catch what scrapers reject: every
 // sample belongs to a family declared once with HELP and TYPE, names and labels are well
 // formed, values are numbers, no series appears twice.
 std::map<std::string, std::string> ParsePrometheus(const std::string& text) {
   std::map<std::string, std::string> types;
   std::set<std::string> helps, series;
-  const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$)");
-  const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
-  const std::regex sample(
-      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? (-?[0-9.e+-]+|\+Inf|-Inf|NaN)$)");
+  const std::set<std::string> kTypes{"counter", "gauge", "histogram", "summary", "untyped"};
   std::istringstream in(text);
   std::string line;
-  std::smatch m;
   while (std::getline(in, line)) {
-    if (std::regex_match(line, m, help)) {
-      EXPECT_TRUE(helps.insert(m[1]).second) << "HELP twice: " << line;
-    } else if (std::regex_match(line, m, type)) {
-      EXPECT_TRUE(types.emplace(m[1], m[2]).second) << "TYPE twice: " << line;
-    } else if (std::regex_match(line, m, sample)) {
-      std::string family = m[1];
-      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
-        const std::string base = family.substr(0, family.size() - std::min(family.size(), std::strlen(suffix)));
-        if (family.size() > std::strlen(suffix) && family.ends_with(suffix) && types.count(base) &&
-            types[base] == "histogram") {
-          family = base;
-        }
+    std::string name, key;
+    if (line.rfind("# HELP ", 0) == 0) {
+      std::size_t i = 7;
+      name = Name(line, &i, true);
+      EXPECT_TRUE(!name.empty() && i + 1 < line.size() && line[i] == ' ') << line;
+      EXPECT_TRUE(helps.insert(name).second) << "HELP twice: " << line;
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      std::size_t i = 7;
+      name = Name(line, &i, true);
+      const std::string type = i < line.size() ? line.substr(i + 1) : "";
+      EXPECT_TRUE(!name.empty() && line[i] == ' ' && kTypes.count(type)) << line;
+      EXPECT_TRUE(types.emplace(name, type).second) << "TYPE twice: " << line;
+    } else if (ParseSample(line, &name, &key)) {
+      std::string family = name;
+      for (const std::string suffix : {"_bucket", "_sum", "_count"}) {
+        const std::string base = family.size() > suffix.size() ? family.substr(0, family.size() - suffix.size()) : "";
+        if (family.ends_with(suffix) && types.count(base) && types[base] == "histogram") family = base;
       }
       EXPECT_TRUE(types.count(family)) << "sample before its TYPE: " << line;
       EXPECT_TRUE(helps.count(family)) << "sample without HELP: " << line;
-      EXPECT_TRUE(series.insert(m[1].str() + m[2].str()).second) << "series twice: " << line;
+      EXPECT_TRUE(series.insert(key).second) << "series twice: " << line;
     } else {
       ADD_FAILURE() << "not Prometheus text format: " << line;
     }
