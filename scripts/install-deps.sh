@@ -7,13 +7,14 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ninja-build
   libboost-dev libmosquitto-dev libssl-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libsqlite3-dev libsystemd-dev
+  libsqlite3-dev libsystemd-dev libcrypt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   debhelper dpkg-dev fakeroot lintian man-db
   mosquitto mosquitto-clients openssl sqlite3 dbus
   python3 python3-pytest python3-paho-mqtt python3-cryptography python3-dbus python3-gi python3-hl7
   systemd procps iproute2 e2fsprogs util-linux
+  prometheus chromium  # promtool checks /metrics; a headless Chromium renders the status page
 )
 # Node.js and npm run the FHIR validator of the tests (tests/fhir); a Node.js that brings its
 # own npm (e.g. from another repository) is kept as it is.

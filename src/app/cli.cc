@@ -28,6 +28,10 @@ const char* kUsage =
     "                                       run the rules over recorded readings, print alerts\n"
     "  vitalgate decrypt --key FILE --topic TOPIC\n"
     "                                       decrypt a payload envelope read from stdin\n"
+    "  vitalgate status [--url URL] [--json] [--ca FILE] [--user NAME --password-file FILE]\n"
+    "                                       the status of a running gateway (its /api/status)\n"
+    "  vitalgate passwd --file FILE [--scheme yescrypt|bcrypt] USER\n"
+    "                                       set a password in http.users_file (read from stdin)\n"
     "  vitalgate help config                every config key, its type and default\n"
     "  vitalgate --version | --help\n"
     "\n"
@@ -69,6 +73,7 @@ std::string ConfigReference() {
   section("`mqtt.tls`", config::TlsSpecs());
   section("`mqtt.payload_encryption`", config::EncryptionSpecs());
   section("`http`", config::HttpSpecs());
+  section("`http.tls`", config::HttpTlsSpecs());
   section("`patients[]`", config::PatientSpecs());
   section("`devices[]`", config::DeviceSpecs());
   section("`devices[].clock`", config::DeviceClockSpecs());
@@ -132,6 +137,14 @@ int Main(const std::vector<std::string>& argv) {
   if (cmd == "replay") {
     InitLogging("warn");
     return CommandReplay(args);
+  }
+  if (cmd == "status") {
+    InitLogging("warn");
+    return CommandStatus(args);
+  }
+  if (cmd == "passwd") {
+    InitLogging("warn");
+    return CommandPasswd(args);
   }
   if (cmd == "decrypt") {
     InitLogging("warn");

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "vitalgate/app/http_server.h"
 #include "vitalgate/forward/envelope.h"
 #include "vitalgate/core/timefmt.h"
 #include "vitalgate/forward/tls_files.h"
@@ -64,6 +65,9 @@ Result<LoadedConfig> LoadEverything(const std::string& path, PatientDirectory& p
     if (!certificates.ok()) return certificates.status().WithContext(path);
     out.certificates = std::move(*certificates);
     out.warnings = TlsWarnings(files, static_cast<std::int64_t>(std::time(nullptr)));
+  }
+  if (options.check_files && options.check_tls_contents) {
+    VG_RETURN_IF_ERROR(CheckHttpAccess(out.config.http).WithContext(path));
   }
   if (out.config.mqtt.payload_encryption && options.check_files) {
     const config::EncryptionConfig& enc = *out.config.mqtt.payload_encryption;

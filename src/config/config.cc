@@ -108,7 +108,32 @@ constexpr OptionSpec kMqtt[] = {
 
 constexpr OptionSpec kHttp[] = {
     {"listen", OptionType::kString, "\"127.0.0.1:9102\"",
-     "IP address and port of /healthz and /metrics, e.g. 127.0.0.1:9102; \"\" disables."},
+     "IP address and port of the status page, /api/status, /healthz and /metrics, e.g. "
+     "127.0.0.1:9102; \"\" disables. An address beyond loopback needs `tls` and "
+     "`users_file` or `tls.ca_file`."},
+    {"tls", OptionType::kObject, "",
+     "HTTPS for the local endpoints; with it every request must authenticate (client "
+     "certificate or HTTP Basic). See http.tls."},
+    {"users_file", OptionType::kString, "\"\"",
+     "Users allowed in with HTTP Basic over TLS: `name:hash` lines made by `vitalgate passwd` "
+     "(yescrypt or bcrypt); mode 0600.",
+     false, -1e300, 1e300, {}, FileCheck::kSecret},
+    {"max_connections", OptionType::kInteger, "16",
+     "Connections served at once; further ones replace the oldest idle one. Never more than a "
+     "quarter of the open-file limit.",
+     false, 2, 4096},
+};
+
+constexpr OptionSpec kHttpTls[] = {
+    {"cert_file", OptionType::kString, "", "PEM certificate (chain) the gateway presents.", true,
+     -1e300, 1e300, {}, FileCheck::kReadable},
+    {"key_file", OptionType::kString, "",
+     "PEM private key of cert_file; must not be readable by group or others.", true, -1e300,
+     1e300, {}, FileCheck::kSecret},
+    {"ca_file", OptionType::kString, "\"\"",
+     "PEM CA bundle for client certificates; a client presenting a certificate it signed needs "
+     "no password.",
+     false, -1e300, 1e300, {}, FileCheck::kReadable},
 };
 
 
@@ -558,6 +583,23 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
   auto http = ApplyOptionSpecs(root.value("http", json::object()), kHttp, "http", ctx);
   if (!http.ok()) return fail(http.status());
   cfg.http.listen = Str(*http, "listen");
+  cfg.http.users_file = Str(*http, "users_file");
+  cfg.http.max_connections = Int(*http, "max_connections");
+  if (http->contains("tls")) {
+    auto tls = ApplyOptionSpecs((*http)["tls"], kHttpTls, "http.tls", ctx);
+    if (!tls.ok()) return fail(tls.status());
+    cfg.http.tls = HttpTlsConfig{Str(*tls, "cert_file"), Str(*tls, "key_file"), Str(*tls, "ca_file")};
+    (*http)["tls"] = *tls;
+  }
+  if (cfg.http.tls && cfg.http.users_file.empty() && cfg.http.tls->ca_file.empty()) {
+    return fail(InvalidArgument(
+        "http.tls: every request over HTTPS must authenticate: set http.users_file (HTTP Basic) "
+        "or http.tls.ca_file (client certificates)"));
+  }
+  if (!cfg.http.users_file.empty() && !cfg.http.tls) {
+    return fail(InvalidArgument(
+        "http.users_file: passwords are accepted only over HTTPS: set http.tls as well"));
+  }
   if (!cfg.http.listen.empty()) {
     const auto colon = cfg.http.listen.rfind(':');
     std::string host = colon == std::string::npos ? "" : cfg.http.listen.substr(0, colon);
@@ -572,6 +614,12 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source, std::
     if (!ip || !numeric) {
       return fail(InvalidArgument("http.listen: \"" + cfg.http.listen +
                                   "\" is not an IP address and port, e.g. 127.0.0.1:9102"));
+    }
+    if (!IsLoopbackHost(host) && !cfg.http.tls) {
+      return fail(InvalidArgument(
+          "http.listen: \"" + cfg.http.listen +
+          "\" is beyond loopback: set http.tls (cert_file, key_file) and http.users_file or "
+          "http.tls.ca_file, so that every request is encrypted and authenticated"));
     }
   }
   effective["http"] = *http;
@@ -679,6 +727,7 @@ std::span<const OptionSpec> MqttSpecs() { return kMqtt; }
 std::span<const OptionSpec> TlsSpecs() { return kTls; }
 std::span<const OptionSpec> EncryptionSpecs() { return kEncryption; }
 std::span<const OptionSpec> HttpSpecs() { return kHttp; }
+std::span<const OptionSpec> HttpTlsSpecs() { return kHttpTls; }
 std::span<const OptionSpec> PatientSpecs() { return kPatient; }
 std::span<const OptionSpec> DeviceSpecs() { return kDevice; }
 std::span<const OptionSpec> DeviceClockSpecs() { return kDeviceClock; }

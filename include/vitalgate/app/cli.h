@@ -1,4 +1,4 @@
-// The command line of docs/cli.md: run, check, decode, replay, decrypt, --version, --help.
+// The command line of docs/cli.md: run, check, decode, replay, decrypt, status, passwd, --version, --help.
 // Exit codes: 0 success, 2 the input (config, arguments, device bytes) was wrong, 1 the
 // environment failed (disk, network).
 #pragma once
@@ -24,5 +24,7 @@ int CommandDecrypt(const std::vector<std::string>& args);
 int CommandSeal(const std::vector<std::string>& args);
 // `audit verify --config FILE`: checks the audit trail's hash chain; 0 intact, 1 broken.
 int CommandAudit(const std::vector<std::string>& args);
+int CommandStatus(const std::vector<std::string>& args);  // args after "status"
+int CommandPasswd(const std::vector<std::string>& args);  // args after "passwd"
 
 }  // namespace vg

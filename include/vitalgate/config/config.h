@@ -61,8 +61,17 @@ struct StorageConfig {
   int batch_max_rows = 4096;
 };
 
+struct HttpTlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  std::string ca_file;  // empty: no client certificates
+};
+
 struct HttpConfig {
   std::string listen;  // "host:port"; empty disables
+  std::optional<HttpTlsConfig> tls;  // HTTPS; every request then authenticates
+  std::string users_file;            // HTTP Basic users (name:crypt hash); empty: none
+  int max_connections = 16;
 };
 
 struct PatientConfig {
@@ -159,6 +168,7 @@ std::span<const OptionSpec> MqttSpecs();
 std::span<const OptionSpec> TlsSpecs();
 std::span<const OptionSpec> EncryptionSpecs();
 std::span<const OptionSpec> HttpSpecs();
+std::span<const OptionSpec> HttpTlsSpecs();
 std::span<const OptionSpec> PatientSpecs();
 std::span<const OptionSpec> DeviceSpecs();
 std::span<const OptionSpec> DeviceClockSpecs();
