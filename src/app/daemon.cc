@@ -321,9 +321,13 @@ class Pipeline final : public DownlinkSink, public StatusSource {
       return 1;
     }
     if (!cfg.http.listen.empty()) {
+      // Logins to the status page (HTTPS) are audited like every other access to alarms.
       http_ = std::make_unique<HttpServer>(
-          io_, stats_, clock_, HealthInfo{cfg.gateway_id, cfg.site, VITALGATE_VERSION});
-      const Status s = http_->Listen(cfg.http.listen);
+          io_, stats_, clock_, HealthInfo{cfg.gateway_id, cfg.site, VITALGATE_VERSION}, this,
+          [this](std::string kind, std::string actor, std::string detail) {
+            Audit(std::move(kind), std::move(actor), std::move(detail));
+          });
+      const Status s = http_->Listen(cfg.http);
       if (!s.ok()) {
         spdlog::critical("{}", s.message());
         Shutdown();

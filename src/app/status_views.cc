@@ -10,6 +10,8 @@
 
 #include "vitalgate/core/json_text.h"
 #include "vitalgate/core/timefmt.h"
+#include "vitalgate/forward/downlink.h"
+#include "vitalgate/forward/mqtt_client.h"
 
 namespace vg {
 namespace {
@@ -798,6 +800,18 @@ std::string MetricsText(const StatusSnapshot& s, const GatewayStats& stats) {
              [](const DeviceStats& d) { return d.dropped.load(); });
   per_device("vitalgate_decode_errors_total", "Undecodable frames or lines per device.",
              [](const DeviceStats& d) { return d.decode_errors.load(); });
+  per_device("vitalgate_device_clock_implausible_total",
+             "Readings whose device time was outside the accepted window (not evaluated; the clock alarm).",
+             [](const DeviceStats& d) { return d.clock_implausible.load(); });
+  per_device("vitalgate_device_questionable_total",
+             "Readings the device flagged questionable (forwarded, not evaluated).",
+             [](const DeviceStats& d) { return d.questionable.load(); });
+  per_device("vitalgate_device_unassigned_total",
+             "Readings received while the device had no patient (not evaluated; the unassigned alarm).",
+             [](const DeviceStats& d) { return d.unassigned.load(); });
+  per_device("vitalgate_device_duplicates_total",
+             "Stored records the device sent again (recognised by their key, not forwarded twice).",
+             [](const DeviceStats& d) { return d.duplicates.load(); });
 
   // Per-device state, from the snapshot (configured devices only).
   Family(out, "vitalgate_device_link_up", "gauge", "1 while the device's link is up.");
@@ -942,8 +956,25 @@ std::string MetricsText(const StatusSnapshot& s, const GatewayStats& stats) {
   counter("vitalgate_messages_published_total", "MQTT messages acknowledged.",
           stats.messages_published.load());
   counter("vitalgate_publish_errors_total", "Publish attempts that failed.", stats.publish_errors.load());
-  counter("vitalgate_downlink_rejected_total", "Inbound messages rejected.",
-          stats.downlink_rejected.load());
+  Family(out, "vitalgate_downlink_rejected_total", "counter",
+         "Inbound command messages that did not count, by reason (docs/mqtt.md).");
+  std::uint64_t refused_total = 0;
+  for (std::size_t i = 0; i < kDownlinkRefusalCount; ++i) {
+    const std::uint64_t n = stats.downlink_refused[i].load();
+    refused_total += n;
+    Series(out, "vitalgate_downlink_rejected_total",
+           {{"reason", std::string(Name(static_cast<DownlinkRefusal>(i)))}}, U(n));
+  }
+  // Refusals after the gate (e.g. a full acknowledgement queue) have no reason of their own.
+  const std::uint64_t all = stats.downlink_rejected.load();
+  Series(out, "vitalgate_downlink_rejected_total", {{"reason", "other"}},
+         U(all > refused_total ? all - refused_total : 0));
+  Family(out, "vitalgate_tls_failures_total", "counter",
+         "Failed TLS handshakes with the broker, by reason (docs/security.md).");
+  for (std::size_t i = 1; i < kTlsFailureCount; ++i) {
+    Series(out, "vitalgate_tls_failures_total", {{"reason", std::string(Name(static_cast<TlsFailure>(i)))}},
+           U(stats.tls_failures[i].load()));
+  }
   Family(out, "vitalgate_acks_total", "counter", "Alert acknowledgements by result.");
   Series(out, "vitalgate_acks_total", {{"result", "applied"}}, U(stats.acks_applied.load()));
   Series(out, "vitalgate_acks_total", {{"result", "rejected"}}, U(stats.acks_rejected.load()));

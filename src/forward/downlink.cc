@@ -314,12 +314,18 @@ Result<DownlinkCommand> DownlinkGate::Admit(std::string_view topic, std::string_
   Status parsed;
   if (cmd.kind == DownlinkCommand::Kind::kAck) {
     auto ack = ParseAckCommand(body, &stamp);
-    if (ack.ok()) cmd.ack = std::move(*ack);
-    parsed = ack.status();
+    if (ack.ok()) {
+      cmd.ack = std::move(*ack);
+    } else {
+      parsed = ack.status();
+    }
   } else {
     auto assign = ParseAssignCommand(body, &stamp);
-    if (assign.ok()) cmd.assign = std::move(*assign);
-    parsed = assign.status();
+    if (assign.ok()) {
+      cmd.assign = std::move(*assign);
+    } else {
+      parsed = assign.status();
+    }
   }
   if (!parsed.ok()) {
     *r = DownlinkRefusal::kInvalid;

@@ -479,8 +479,8 @@ def test_downlink_is_size_limited_schema_checked_and_only_for_known_alerts(
         sub.publish(ack, json.dumps({"alert_id": alert["id"].split("-")[0] + "-fffffff", "by": "n"}))
         time.sleep(1.0)
         metrics = urllib.request.urlopen(f"http://{listen}/metrics", timeout=5).read().decode()
-        rejected = int([l for l in metrics.splitlines()
-                        if l.startswith("vitalgate_downlink_rejected_total ")][0].split()[1])
+        rejected = sum(int(l.split()[1]) for l in metrics.splitlines()
+                       if l.startswith("vitalgate_downlink_rejected_total{"))
         unknown = int([l for l in metrics.splitlines()
                        if l.startswith('vitalgate_acks_total{result="rejected"}')][0].split()[1])
         assert rejected == 5 and unknown == 1, metrics

@@ -180,7 +180,7 @@ TEST(GattCodecTest, IsRegisteredForCharacteristicInputWithDefaults) {
   EXPECT_FALSE(bad.ok());
   auto far = ValidateCodecSpec(nlohmann::json{{"type", "gatt"}, {"utc_offset_minutes", 900}}, "c");
   EXPECT_FALSE(far.ok());
-  EXPECT_EQ(GattCodec::SupportedUuids().size(), 8u);
+  EXPECT_EQ(GattCodec::SupportedUuids().size(), 9u);  // with Current Time (2A2B)
 }
 
 TEST(GattCodecTest, ByteStreamAndUnknownUuidAreErrors) {
@@ -371,7 +371,7 @@ TEST(BloodPressureTest, MinimalAndSpecialComponents) {
   EXPECT_EQ(r.values[0].value, 18.9);
   EXPECT_EQ(r.values[1].value, 11);
   EXPECT_EQ(r.values[2].value, 15.9);
-  EXPECT_EQ(r.values[0].flags, 0);
+  EXPECT_EQ(r.values[0].flags, kFlagSpot);  // a cuff measurement is a spot check
 
   r = Decode(0x2A35, "04 78 00 50 00 FF 07 48 00");  // MAP NaN
   ASSERT_EQ(r.values.size(), 3u);
@@ -390,7 +390,7 @@ TEST(BloodPressureTest, TimeStampUserAndPulseRange) {
   auto r = Decode(0x2A35, hex);
   ASSERT_EQ(r.values.size(), 3u);
   EXPECT_EQ(Ts(r.values[0]), "2024-03-15T08:30:00.000Z");
-  EXPECT_EQ(r.values[0].flags, kFlagDeviceTime);
+  EXPECT_EQ(r.values[0].flags, kFlagDeviceTime | kFlagSpot);
   EXPECT_EQ(Status(r.values[0]), std::vector<std::string>{"user_unknown"});
 
   r = Decode(0x2A35, hex, {{"utc_offset_minutes", 60}});
@@ -399,14 +399,14 @@ TEST(BloodPressureTest, TimeStampUserAndPulseRange) {
   EXPECT_EQ(Ts(r.values.at(0)), "2024-03-15T13:30:00.000Z");
   r = Decode(0x2A35, hex, {{"timestamps", "receive"}});
   EXPECT_FALSE(r.values.at(0).ts_ms);
-  EXPECT_EQ(r.values.at(0).flags, 0);
+  EXPECT_EQ(r.values.at(0).flags, kFlagSpot);
 
   r = Decode(0x2A35, "18 78 00 50 00 5D 00 2A 08 00");  // user 42, pulse above range
   EXPECT_EQ(Status(r.values.at(0)), (std::vector<std::string>{"pulse_above_range", "user_42"}));
-  EXPECT_EQ(r.values[0].flags, 0);                      // a finding, not an artifact
+  EXPECT_EQ(r.values[0].flags, kFlagSpot);  // a finding, not an artifact
   r = Decode(0x2A35, "18 78 00 50 00 5D 00 00 04 00");  // irregular pulse only
   EXPECT_EQ(Status(r.values.at(0)), (std::vector<std::string>{"irregular_pulse", "user_0"}));
-  EXPECT_EQ(r.values[0].flags, 0);
+  EXPECT_EQ(r.values[0].flags, kFlagSpot);
 }
 
 TEST(BloodPressureTest, MalformedValues) {
@@ -499,7 +499,7 @@ TEST(PlxSpotCheckTest, MinimalAndFullVectors) {
   EXPECT_EQ(r.values[2].metric, Metric::kPerfusionIndex);
   EXPECT_EQ(r.values[2].value, 3.5);
   EXPECT_EQ(Ts(r.values[0]), "2024-03-15T08:30:00.000Z");
-  EXPECT_EQ(r.values[0].flags, kFlagDeviceTime | kFlagQuestionable);
+  EXPECT_EQ(r.values[0].flags, kFlagDeviceTime | kFlagQuestionable | kFlagSpot);
   EXPECT_EQ(Status(r.values[0]), (std::vector<std::string>{"low_perfusion", "validated"}));
   ASSERT_EQ(r.conditions.size(), 1u);
   EXPECT_EQ(r.conditions[0], std::make_pair(DeviceCondition::kLowPerfusion, true));
@@ -560,7 +560,7 @@ TEST(PlxSpotCheckTest, QuestionableSignalAndDemoData) {
   EXPECT_EQ(Status(r.values[0]),
             (std::vector<std::string>{"poor_signal", "questionable_measurement"}));
   r = Decode(0x2A5E, "02 62 00 48 00 40 00");  // early estimate: a value, not an artifact
-  EXPECT_EQ(r.values.at(0).flags, 0);
+  EXPECT_EQ(r.values.at(0).flags, kFlagSpot);
   EXPECT_EQ(Status(r.values[0]), std::vector<std::string>{"early_estimate"});
   r = Decode(0x2A5E, "02 62 00 48 00 00 04");  // demonstration data
   EXPECT_TRUE(r.values.empty());
@@ -631,7 +631,7 @@ TEST(GlucoseTest, NordicVector) {
   EXPECT_EQ(r.values[0].value, 3000000);  // synthetic 30 kg/L: decoded, then implausible
   EXPECT_FALSE(IsPlausible(Metric::kGlucose, r.values[0].value));
   EXPECT_EQ(Ts(r.values[0]), "2019-02-27T11:05:30.000Z");  // base time − 5 min
-  EXPECT_EQ(r.values[0].flags, kFlagDeviceTime | kFlagQuestionable);
+  EXPECT_EQ(r.values[0].flags, kFlagDeviceTime | kFlagQuestionable | kFlagStored);
   EXPECT_EQ(
       Status(r.values[0]),
       (std::vector<std::string>{"sample_size_insufficient", "temperature_too_low", "battery_low",
@@ -682,7 +682,7 @@ TEST(GlucoseTest, ControlSolutionAndTimeFaultAndUnknownDate) {
   r = Decode(0x2A18, "0A 05 00 E8 07 03 0F 08 1E 00 5F B0 11 00 08");  // time fault
   ASSERT_EQ(r.values.size(), 1u);
   EXPECT_FALSE(r.values[0].ts_ms);
-  EXPECT_EQ(r.values[0].flags, 0);
+  EXPECT_EQ(r.values[0].flags, kFlagStored);  // a record from the meter's memory
   EXPECT_TRUE(HasStatus(r.values[0], "time_fault"));
 
   r = Decode(0x2A18, "0A 05 00 00 00 00 00 08 1E 00 5F B0 11 20 00");  // unknown date, high

@@ -230,10 +230,13 @@ TEST_F(ConfigTest, HttpListenMustBeAnAddressAndPort) {
     j["http"] = {{"listen", bad}};
     EXPECT_NE(Error(j).find("http.listen"), std::string::npos) << bad;
   }
-  for (const char* good : {"127.0.0.1:9102", "[::1]:9102", "0.0.0.0:80", ""}) {
+  for (const char* good : {"127.0.0.1:9102", "[::1]:9102", ""}) {
     j["http"] = {{"listen", good}};
     EXPECT_EQ(Error(j), "(valid)") << good;
   }
+  // Beyond loopback only with HTTPS and authentication.
+  j["http"] = {{"listen", "0.0.0.0:80"}};
+  EXPECT_NE(Error(j).find("is beyond loopback: set http.tls"), std::string::npos) << Error(j);
 }
 
 }  // namespace
