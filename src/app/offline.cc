@@ -204,11 +204,13 @@ int CommandReplay(const std::vector<std::string>& argv) {
         ++implausible;
         continue;
       }
-      if (r.ts_ms > recording_ms) {
-        recording_ms = r.ts_ms;
-        engine.OnTick(recording_ms, recording_ms * 1'000'000, sink);
-      }
+      // The recording's time is the gateway's: the engine's tick (stopped streams, escalation
+      // of silent patients) runs as time advances, after the reading that advanced it, as a live
+      // gateway sees a reading before its next tick.
+      const bool advanced = r.ts_ms > recording_ms;
+      if (advanced) recording_ms = r.ts_ms;
       engine.OnReading(r, recording_ms * 1'000'000, sink);
+      if (advanced) engine.OnTick(recording_ms, recording_ms * 1'000'000, sink);
       ++readings;
     }
   }

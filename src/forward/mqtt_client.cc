@@ -171,7 +171,9 @@ class MosquittoClient final : public MqttClient {
   // TLS alerts from the broker: a refused client certificate shows here ("unknown ca", "bad
   // certificate", "certificate expired"), often after the client's side of the handshake.
   static void Info(const SSL* ssl, int where, int value) {
-    if ((where & SSL_CB_READ_ALERT) == 0) return;
+    // SSL_CB_READ_ALERT and SSL_CB_WRITE_ALERT share the SSL_CB_ALERT bit: an alert the gateway
+    // sends (its own verification failed) is not the broker's verdict.
+    if ((where & SSL_CB_READ_ALERT) != SSL_CB_READ_ALERT) return;
     auto* self = static_cast<MosquittoClient*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ContextIndex()));
     if (self == nullptr || (value >> 8) != SSL3_AL_FATAL) return;
     const std::string alert = SSL_alert_desc_string_long(value);

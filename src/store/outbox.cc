@@ -11,6 +11,8 @@
 #include <cstring>
 #include <ctime>
 
+#include <spdlog/spdlog.h>
+
 #include "sqlite.h"
 
 namespace vg {
@@ -328,19 +330,40 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   // The WAL is checkpointed once it holds a quarter of its allowance, and one transaction is
   // kept below another quarter (max_batch_rows), so database + WAL stay within max_bytes.
   const auto page = static_cast<std::uint64_t>(*page_size);
+  std::uint64_t max_bytes = options.max_bytes;
   reserve_bytes_ = std::min<std::uint64_t>(options.reserve_bytes, options.max_bytes / 16);
+  std::uint64_t wal_cap = 16ull << 20;
   {
-    // Never more than a sixteenth of the file system itself (a small partition or tmpfs).
+    // Never more than a sixteenth of the file system itself (a small partition or tmpfs), for
+    // the reserve and for the WAL alike: a checkpoint that has to grow the database file by
+    // more than the reserve can give back could not complete on a full disk, and nothing
+    // could then be evicted.
     const std::size_t slash = path_.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
     struct statvfs fs {};
     if (::statvfs(dir.c_str(), &fs) == 0) {
       const std::uint64_t total = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
       reserve_bytes_ = std::min<std::uint64_t>(reserve_bytes_, total / 16);
+      wal_cap = std::min<std::uint64_t>(wal_cap, std::max<std::uint64_t>(total / 16, 64 * page));
+      // What the outbox can have of the file system: what it holds now and what is free. Kept
+      // below that, the database reports itself full while there is still room for the WAL,
+      // so the oldest readings can be evicted; a disk filled by someone else is what the
+      // reserve is for.
+      std::uint64_t mine = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+      for (const std::string& f : {path_, path_ + "-wal", ReservePath(path_)}) {
+        struct stat held {};
+        if (::stat(f.c_str(), &held) == 0) mine += static_cast<std::uint64_t>(held.st_size);
+      }
+      if (mine < max_bytes) {
+        spdlog::warn("storage: {} has room for {} KiB; the outbox keeps within that (storage.max_bytes {} KiB)",
+                     dir, mine / 1024, options.max_bytes / 1024);
+        // Less a WAL's allowance again: a checkpoint blocked by a reader lets the WAL overshoot.
+        max_bytes = std::max<std::uint64_t>(mine > wal_cap ? mine - wal_cap : 0, 256 * page);
+      }
     }
   }
-  const std::uint64_t budget = options.max_bytes - reserve_bytes_;
-  const std::uint64_t wal_allowance = std::min<std::uint64_t>(budget / 4, 16ull << 20);
+  const std::uint64_t budget = max_bytes - reserve_bytes_;
+  const std::uint64_t wal_allowance = std::min<std::uint64_t>(budget / 4, wal_cap);
   const std::uint64_t pages = (budget - wal_allowance) / page;
   const std::uint64_t checkpoint_pages = std::clamp<std::uint64_t>(wal_allowance / page / 4, 16, 1000);
   max_batch_rows_ = static_cast<std::size_t>(std::max<std::uint64_t>(64, wal_allowance / 4 / 256));

@@ -360,9 +360,11 @@ bool OutboxWriter::CommitOnce() {
     // The disk (or max_bytes) is full. Give back the reserve first, so that the WAL has room
     // for the deletions below, then make room by evicting the oldest undelivered readings
     // (never alerts) and retry.
+    // The reserve's room goes to the eviction's deletions (the WAL must grow to hold them), not
+    // to this commit: retrying it first could take that room and leave nothing to evict with.
     const bool released = store_->ReleaseReserve();
     if (released) spdlog::warn("storage: disk full; released the reserve to make room");
-    if (store_->CheckpointTruncate().ok() || released) s = store_->Commit(batch);
+    (void)store_->CheckpointTruncate();
   }
   for (int round = 0; s.code() == StatusCode::kResourceExhausted && round < 8; ++round) {
     const std::uint64_t want =

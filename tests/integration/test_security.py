@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import threading
@@ -78,6 +79,7 @@ def pki(tmp_path_factory):
     save("client2", *issue(ca_key, ca, "ward7-gw1", client=True))
     save("client-expired", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-30, -1)))
     save("client-soon", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-1, 10)))
+    save("client-3d", *issue(ca_key, ca, "ward7-gw1", client=True, days=(-1, 3)))
     # A subjectAltName with only another IP, and a CN naming the broker's address: the CN must
     # not be used when a SAN is present (RFC 6125).
     save("sanip", *issue(ca_key, ca, "127.0.0.1", ips=["10.9.9.9"]))
@@ -101,6 +103,13 @@ def gateway_cfg(tmp_path, port, pki, devices=(), **extra):
 
 def exec_device(feed):
     return {"id": "ext-1", "patient": "p-001", "transport": {"type": "exec", "command": feed.command()}}
+
+
+def stored_alerts(db, metric):
+    """Undelivered alert rows about `metric` in the outbox (bodies are plain without at-rest keys)."""
+    with sqlite3.connect(db) as c:
+        return [b for (b,) in c.execute("SELECT body FROM alerts")
+                if json.loads(b).get("metric") == metric]
 
 
 def start_broker(tmp_path, pki, server="server", extra=""):
@@ -284,15 +293,52 @@ def test_certificate_expiry_is_a_warning_and_never_stops_monitoring(tmp_path, pk
         gw = gateway_factory(cfg).start()
         assert "expired on" in gw.logs()
         wait_until(lambda: "cannot connect" in gw.logs(), 15, what="the broker refusing the certificate")
-        # It goes on as in any broker outage: devices are read and readings kept.
+        # It goes on as in any broker outage: devices are read, readings kept, alarms raised.
         assert gw.proc.poll() is None, gw.logs()
         feed.send(json.dumps({"metric": "heart_rate", "value": 71}))
+        feed.send(json.dumps({"metric": "spo2", "value": 80, "spot": True}))
+        wait_until(lambda: stored_alerts(tmp_path / "buffer.db", "spo2"), 10,
+                   what="the SpO2 alarm raised and stored locally")
         # A renewed certificate and SIGHUP: connected, and the buffered reading is delivered.
         for n in ("crt", "key"):
             (certs / f"client.{n}").write_bytes((pki / f"client.{n}").read_bytes())
         gw.signal(signal.SIGHUP)
         wait_until(lambda: "connected to broker" in gw.logs(), 20, what="connection after renewal")
         wait_until(lambda: sub.readings(), 15, what="the buffered reading")
+        wait_until(lambda: [a for a in sub.alerts() if a.get("metric") == "spo2"], 15,
+                   what="the alarm raised while the certificate was refused")
+        assert gw.stop() == 0
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_a_certificate_three_days_from_expiry_gives_the_metric_the_warning_and_a_medium_alert(
+        tmp_path, pki, gateway_factory, feed):
+    broker = start_broker(tmp_path, pki)
+    certs = tmp_path / "gw-certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
+    for n in ("crt", "key"):
+        (certs / f"client.{n}").write_bytes((pki / f"client-3d.{n}").read_bytes())
+    os.chmod(certs / "client.key", 0o600)
+    sub = Subscriber(broker.port, pki)
+    try:
+        listen = f"127.0.0.1:{free_port()}"
+        cfg = gateway_cfg(tmp_path, broker.port, certs, [exec_device(feed)], http={"listen": listen})
+        gw = gateway_factory(cfg).start()
+        assert "mqtt.tls.cert_file" in gw.logs() and "expires in 3 days" in gw.logs(), gw.logs()
+        wait_until(lambda: [a for a in sub.alerts() if a.get("condition") == "certificate"], 15,
+                   what="the certificate alert")
+        alert = [a for a in sub.alerts() if a.get("condition") == "certificate"][0]
+        assert alert["kind"] == "technical" and alert["state"] == "active", alert
+        assert alert["priority"] == "medium", alert  # within 7 days (gateway.certificate_alarm_days)
+        assert "mqtt.tls.cert_file" in alert.get("message", "") and "expires" in alert["message"], alert
+        text = urllib.request.urlopen(f"http://{listen}/metrics", timeout=5).read().decode()
+        expiry = [float(l.split()[-1]) for l in text.splitlines()
+                  if l.startswith('vitalgate_certificate_expiry_seconds{role="mqtt.tls.cert_file"')]
+        assert len(expiry) == 1, text
+        assert 2.9 * 86400 < expiry[0] - time.time() < 3.01 * 86400, expiry
         assert gw.stop() == 0
     finally:
         sub.close()
