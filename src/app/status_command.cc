@@ -321,11 +321,11 @@ int CommandStatus(const std::vector<std::string>& argv) {
   if (url->tls && opt.ca_file.empty()) {
     return PrintError(InvalidArgument("status: --ca FILE is required with https:// (the CA of http.tls.cert_file)"));
   }
-  if (!opt.user.empty() && !url->tls) {
-    return PrintError(InvalidArgument("status: --user: passwords are sent only over https://"));
-  }
   if (opt.user.empty() != password_file.empty()) {
     return PrintError(InvalidArgument("status: --user and --password-file go together"));
+  }
+  if (!opt.user.empty() && !url->tls) {
+    return PrintError(InvalidArgument("status: --user: passwords are sent only over https://"));
   }
   if (!password_file.empty()) {
     auto pw = ReadFirstLine(password_file, "status: --password-file");

@@ -80,6 +80,23 @@ def reload_with(gw, cfg, site):
     wait_until(lambda: gw.logs().count("reload") > before, 10, what="the reload")
 
 
+def edit(db, sql, *args):
+    """One statement on the store, committed and closed (no WAL left behind)."""
+    c = sqlite3.connect(db)
+    try:
+        c.execute(sql, args)
+        c.commit()
+    finally:
+        c.close()
+
+
+def restore(pristine, db):
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(str(db) + suffix):
+            os.unlink(str(db) + suffix)
+    shutil.copy(pristine, db)
+
+
 def audit_verify(cfg_path):
     return subprocess.run([BINARY, "audit", "verify", "--config", str(cfg_path)],
                           capture_output=True, text=True, timeout=30)
@@ -94,8 +111,9 @@ def test_audit_verify_detects_an_edited_and_a_deleted_entry(tmp_path, broker, ce
     assert gw.stop() == 0
 
     db = tmp_path / "buffer.db"
-    with sqlite3.connect(db) as c:
-        rows = c.execute("SELECT seq, kind, detail FROM audit_log ORDER BY seq").fetchall()
+    c = sqlite3.connect(db)
+    rows = c.execute("SELECT seq, kind, detail FROM audit_log ORDER BY seq").fetchall()
+    c.close()
     reloads = [r for r in rows if r[1] == "reload"]
     assert len(reloads) >= 3, rows
     # The reload entry names the hashes of the configuration before and after.
@@ -112,34 +130,31 @@ def test_audit_verify_detects_an_edited_and_a_deleted_entry(tmp_path, broker, ce
     middle = rows[len(rows) // 2][0]
 
     # An edited row: its hash no longer matches what it says.
-    with sqlite3.connect(db) as c:
-        c.execute("UPDATE audit_log SET actor = 'nobody' WHERE seq = ?", (middle,))
+    edit(db, "UPDATE audit_log SET actor = 'nobody' WHERE seq = ?", middle)
     bad = audit_verify(gw.config_path)
     assert bad.returncode == 1, bad.stdout
     assert "broken" in bad.stderr and str(middle) in bad.stderr, bad.stderr
 
     # A deleted row in the middle: the next one's link breaks.
-    shutil.copy(pristine, db)
-    with sqlite3.connect(db) as c:
-        c.execute("DELETE FROM audit_log WHERE seq = ?", (middle,))
+    restore(pristine, db)
+    edit(db, "DELETE FROM audit_log WHERE seq = ?", middle)
     bad = audit_verify(gw.config_path)
     assert bad.returncode == 1 and "broken" in bad.stderr, bad.stderr
 
     # The newest row deleted: nothing links to it, the recorded head still names it.
-    shutil.copy(pristine, db)
-    with sqlite3.connect(db) as c:
-        c.execute("DELETE FROM audit_log WHERE seq = ?", (rows[-1][0],))
+    restore(pristine, db)
+    edit(db, "DELETE FROM audit_log WHERE seq = ?", rows[-1][0])
     bad = audit_verify(gw.config_path)
     assert bad.returncode == 1 and "missing" in bad.stderr, bad.stderr
 
-    shutil.copy(pristine, db)
+    restore(pristine, db)
     assert audit_verify(gw.config_path).returncode == 0
 
 
 def test_audit_events_made_during_an_outage_arrive_after_it_in_order(
         tmp_path, broker, certs, gateway_factory, feed):
     relay = Relay(broker.port)  # the outage is on the network; broker and subscriber stay up
-    sub = Subscriber(broker.port, certs, topics=("vitalgate/ward7-gw1/audit",))
+    sub = Subscriber(broker.port, certs, topics=("vitalgate/v1/ward7-gw1/audit",))
     try:
         cfg = base_config(tmp_path, relay.port, certs, [exec_device(feed)],
                           rules={"technical": {"no_data_s": 3600, "disconnect_alarm_s": 3600}})

@@ -117,7 +117,7 @@ def test_sighup_reloads_rules_without_losing_or_duplicating_readings(
     for _ in range(5):
         send(100, 92)
         gw.signal(signal.SIGHUP)
-    wait_until(lambda: "rules and patients reloaded" in gw.logs(), 10, what="reload")
+    wait_until(lambda: "rules, patients and devices reloaded" in gw.logs(), 10, what="reload")
     send(100, 92)
     wait_until(lambda: len(sub.readings()) >= sent, 30, what="all readings")
     time.sleep(0.5)

@@ -179,6 +179,7 @@ def test_status_command_prints_the_running_gateway(daemon):
                           (["--url", "http://192.0.2.1:9102"], "plain http:// only to"),
                           (["--url", "https://127.0.0.1:9102"], "--ca FILE is required"),
                           (["--user", "a"], "go together"),
+                          (["--user", "a", "--password-file", "/nonexistent"], "passwords are sent only over https://"),
                           (["--bogus"], 'unexpected argument "--bogus"')):
         r = subprocess.run([BINARY, "status", *args], capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
