@@ -12,7 +12,8 @@ BlueZ delivers them: PropertiesChanged(Value) on the characteristic, only while 
 
 The test drives it through a test-only interface, org.vitalgate.FakeBluez1 at /org/vitalgate/test:
 Notify, DisconnectDevice, SetReachable, SetBattery, StoreGlucose, SetResolveServices,
-SetStartNotifyError, IgnoreRacpFilter, RemoveDevice, AddDevice, AutoChurn, EnableCurrentTime and
+SetStartNotifyError, IgnoreRacpFilter, RemoveDevice, AddDevice, AutoChurn, EnableCurrentTime,
+EnablePulseOximeter (a Pulse Oximeter Service, 1822, with PLX Spot-Check Measurement 2A5E) and
 Stats (whose counters say how often each characteristic was read: read_2A19, read_2A2B, ...).
 
 Usage: fake_bluez.py BUS_ADDRESS DEVICE_ADDRESS   (prints READY when it owns org.bluez)
@@ -237,6 +238,12 @@ class Control(dbus.service.Object):
         self.fake.current_time = bytes(value)
         self.fake.layout = self.fake.LAYOUT + [self.fake.CURRENT_TIME_SERVICE]
 
+    @dbus.service.method(TEST, in_signature="")
+    def EnablePulseOximeter(self):
+        """From the next service resolution on, the device also has the Pulse Oximeter Service
+        (1822) with PLX Spot-Check Measurement (2A5E, indicate)."""
+        self.fake.layout = self.fake.layout + [self.fake.PULSE_OXIMETER_SERVICE]
+
     @dbus.service.method(TEST, in_signature="aay")
     def StoreGlucose(self, records):
         for r in records:
@@ -297,6 +304,7 @@ class FakeBluez:
         (0x0030, 0x180F, [(0x0031, 0x2A19, ["read", "notify"])]),
     ]
     CURRENT_TIME_SERVICE = (0x0040, 0x1805, [(0x0041, 0x2A2B, ["read", "notify"])])
+    PULSE_OXIMETER_SERVICE = (0x0050, 0x1822, [(0x0051, 0x2A5E, ["indicate"])])
     # What the gateway subscribes to; a churn cycle is complete when all of them notify.
     SUBSCRIBED = {0x2A37, 0x2A35, 0x2A18, 0x2A52}
 

@@ -333,6 +333,29 @@ def test_current_time_is_read_at_every_connection_and_followed_when_it_notifies(
     assert gw.stop() == 0
 
 
+def test_a_plx_spot_check_alarms_at_once_without_waiting_for_the_condition_delay(
+        broker, subscribe, gateway_factory, certs, tmp_path, bluez):
+    """A home oximeter's single spot check (2A5E) of SpO2 89 %: the alarm is raised with the
+    reading, not after a delay that waits for a second reading that never comes."""
+    bluez.ctl.EnablePulseOximeter()
+    rules = dict(TECHNICAL_ONLY, thresholds={"spo2": {"low": [{"limit": 90, "priority": "medium"}],
+                                                      "delay_s": 600}})
+    sub = subscribe()
+    gw = gateway_factory(base_config(tmp_path, broker.port, certs, [ble_device(bluez.bus)],
+                                     rules=rules)).start()
+    wait_until(lambda: "2A5E" in bluez.stats()["notifying"], 20, what="indications enabled on 2A5E")
+    # Flags 0 (no time stamp): SpO2 89 %, pulse rate 72 /min, as SFLOATs with exponent 0.
+    assert bluez.notify("2A5E", "00 59 00 48 00")
+    wait_until(lambda: of_metric(sub, "spo2"), 20, what="the spot-check reading")
+    reading = of_metric(sub, "spo2")[0]
+    assert reading["value"] == 89 and reading["device"] == "ble-1"
+    wait_until(lambda: [a for a in sub.alerts() if a.get("metric") == "spo2"], 10,
+               what="the SpO2 alarm (the rule's delay is 600 s)")
+    alarm = [a for a in sub.alerts() if a.get("metric") == "spo2"][0]
+    assert alarm["state"] == "active" and alarm["priority"] == "medium" and alarm["value"] == 89
+    assert gw.stop() == 0
+
+
 def test_low_battery_raises_a_technical_alert_and_recharge_clears_it(
         broker, subscribe, gateway_factory, certs, tmp_path, bluez, monkeypatch):
     sub = subscribe()
