@@ -371,7 +371,8 @@ def test_low_battery_raises_a_technical_alert_and_recharge_clears_it(
     wait_until(lambda: states(sub, "low_battery") == ["active"], 20, what="low battery alert")
     low = [a for a in sub.alerts() if a.get("condition") == "low_battery"][0]
     assert low["priority"] == "low" and low["patient"] == "p-001"
-    assert 12 in [r["value"] for r in of_metric(sub, "battery")]
+    # Alerts go ahead of readings: the reading itself may arrive a moment later.
+    wait_until(lambda: 12 in [r["value"] for r in of_metric(sub, "battery")], 10, what="the 12 % reading")
     bluez.ctl.SetBattery(80)
     wait_until(lambda: states(sub, "low_battery") == ["active", "cleared"], 20,
                what="low battery alert cleared")
