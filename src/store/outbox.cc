@@ -593,7 +593,9 @@ void OutboxStore::RestoreReserve() {
   if (rc == 0) {
     ::fsync(fd);
   } else {
-    ::ftruncate(fd, 0);  // no room yet; try again later
+    // No room yet; try again later (a failed truncate leaves a short file, tried again too).
+    const int truncated = ::ftruncate(fd, 0);
+    (void)truncated;
   }
   ::close(fd);
 }
