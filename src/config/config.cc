@@ -380,10 +380,11 @@ Status ParseDestinations(const json& list, const OptionContext& ctx, Config& cfg
     // The common keys are checked here; the rest belongs to the destination type.
     json common = json::object();
     json own = json::object();
-    for (const auto& [key, value] : list[i].items()) {
+    for (const auto& item : list[i].items()) {
+      const std::string& key = item.key();  // a plain name: lambdas may not capture bindings (clang)
       const bool is_common = std::any_of(std::begin(kDestination), std::end(kDestination),
                                          [&](const OptionSpec& s) { return s.name == key; });
-      (is_common ? common : own)[key] = value;
+      (is_common ? common : own)[key] = item.value();
     }
     auto c = ApplyOptionSpecs(common, kDestination, path, ctx);
     if (!c.ok()) return c.status();

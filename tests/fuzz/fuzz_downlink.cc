@@ -36,8 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)plain.Admit("vitalgate/v1/gw/cmd/assign", text, size % 2 == 0, 1'796'000'000'000, &why);
   (void)sealed.Admit("vitalgate/v1/gw/cmd/ack", text, false, 1'796'000'000'000, &why);
   static const vg::PayloadKey key{"k1", {}};
-  auto plain = vg::OpenEnvelope(std::span<const vg::PayloadKey>(&key, 1), "vitalgate/v1/gw/alerts/p", text);
-  (void)plain;
+  auto opened = vg::OpenEnvelope(std::span<const vg::PayloadKey>(&key, 1), "vitalgate/v1/gw/alerts/p", text);
+  (void)opened;
   (void)vg::Base64Decode(text);
   return 0;
 }
