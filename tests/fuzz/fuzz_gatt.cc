@@ -37,7 +37,9 @@ class CheckingSink final : public vg::CodecSink {
     Check(v.status_count <= v.status.size());
     for (std::uint8_t i = 0; i < v.status_count; ++i) Check(!v.status[i].empty());
     Check(v.patient.empty());
-    Check((v.flags & ~(vg::kFlagDeviceTime | vg::kFlagQuestionable)) == 0);
+    // A codec says where the time came from, whether the device doubts the value, and whether
+    // it is a spot check or a stored record; clock and routing flags are the pipeline's.
+    Check((v.flags & ~(vg::kFlagDeviceTime | vg::kFlagQuestionable | vg::kFlagSpot | vg::kFlagStored)) == 0);
     Check(((v.flags & vg::kFlagDeviceTime) != 0) == v.ts_ms.has_value());
     // Date Time covers 1582-01-01..9999-12-31T23:59:59; the glucose time offset (±32767 min,
     // under 23 days) and the UTC offset (under a day) move that by less than 40 days.
