@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "vitalgate/core/options.h"
+#include "vitalgate/forward/envelope.h"
 
 namespace vg {
 namespace {
@@ -32,43 +33,6 @@ std::string CryptR(std::string_view phrase, const std::string& setting) {
   std::string result = out == nullptr ? std::string() : std::string(out);
   ::OPENSSL_cleanse(data.get(), sizeof(crypt_data));
   return result;
-}
-
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Strict RFC 4648 base64 with padding.
-std::optional<std::string> DecodeBase64(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = in[i + static_cast<std::size_t>(k)];
-      if (c == '=' && i + 4 == in.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;  // data after padding
-      v[k] = Base64Value(c);
-      if (v[k] < 0) return std::nullopt;
-    }
-    const unsigned n = (static_cast<unsigned>(v[0]) << 18) | (static_cast<unsigned>(v[1]) << 12) |
-                       (static_cast<unsigned>(v[2]) << 6) | static_cast<unsigned>(v[3]);
-    out += static_cast<char>((n >> 16) & 0xFF);
-    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
-    if (pad < 1) out += static_cast<char>(n & 0xFF);
-  }
-  return out;
 }
 
 }  // namespace
@@ -181,11 +145,13 @@ std::optional<std::pair<std::string, std::string>> ParseBasicAuthorization(std::
   std::string_view token = value.substr(kScheme.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-  auto decoded = DecodeBase64(token);
-  if (!decoded) return std::nullopt;
-  const auto colon = decoded->find(':');
+  if (token.empty()) return std::nullopt;
+  auto bytes = Base64Decode(token);
+  if (!bytes.ok()) return std::nullopt;
+  const std::string decoded(bytes->begin(), bytes->end());
+  const auto colon = decoded.find(':');
   if (colon == std::string::npos) return std::nullopt;
-  return std::make_pair(decoded->substr(0, colon), decoded->substr(colon + 1));
+  return std::make_pair(decoded.substr(0, colon), decoded.substr(colon + 1));
 }
 
 LoginLimiter::LoginLimiter(int limit, std::int64_t window_ms, std::size_t max_addresses)

@@ -26,6 +26,8 @@
 #include "vitalgate/app/http_auth.h"
 #include "vitalgate/app/status_views.h"
 #include "vitalgate/config/config.h"
+#include "vitalgate/core/net.h"
+#include "vitalgate/forward/envelope.h"
 
 namespace vg {
 namespace {
@@ -87,22 +89,6 @@ Result<Url> ParseUrl(const std::string& text) {
   return url;
 }
 
-std::string Base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (std::size_t i = 0; i < in.size(); i += 3) {
-    const std::size_t n = std::min<std::size_t>(3, in.size() - i);
-    unsigned v = 0;
-    for (std::size_t k = 0; k < 3; ++k) {
-      v = (v << 8) | (k < n ? static_cast<unsigned char>(in[i + k]) : 0u);
-    }
-    for (std::size_t k = 0; k < 4; ++k) {
-      out += k <= n ? kAlphabet[(v >> (18 - 6 * k)) & 0x3F] : '=';
-    }
-  }
-  return out;
-}
-
 // Runs one asynchronous step to completion or until kStepTimeout.
 template <class Start>
 beast::error_code RunStep(boost::asio::io_context& io, Start&& start) {
@@ -144,7 +130,10 @@ Result<std::pair<int, std::string>> Fetch(const Url& url, const std::string& tar
   req.set(http::field::user_agent, "vitalgate-status/" VITALGATE_VERSION);
   req.set(http::field::accept, "application/json");
   if (!opt.user.empty()) {
-    req.set(http::field::authorization, "Basic " + Base64(opt.user + ":" + opt.password));
+    const std::string credentials = opt.user + ":" + opt.password;
+    req.set(http::field::authorization,
+            "Basic " + Base64Encode(std::span<const std::uint8_t>(
+                           reinterpret_cast<const std::uint8_t*>(credentials.data()), credentials.size())));
   }
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
@@ -332,7 +321,7 @@ int CommandStatus(const std::vector<std::string>& argv) {
     if (!pw.ok()) return PrintError(pw.status());
     opt.password = std::move(*pw);
   }
-  if (!url->tls && !config::IsLoopbackHost(url->host)) {
+  if (!url->tls && !IsLoopbackHost(url->host)) {
     return PrintError(InvalidArgument("status: --url: plain http:// only to 127.0.0.1, ::1 or localhost; "
                                       "use https:// with --ca"));
   }

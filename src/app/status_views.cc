@@ -10,6 +10,7 @@
 
 #include "vitalgate/core/json_text.h"
 #include "vitalgate/core/timefmt.h"
+#include "vitalgate/core/utf8.h"
 #include "vitalgate/forward/downlink.h"
 #include "vitalgate/forward/mqtt_client.h"
 
@@ -17,49 +18,6 @@ namespace vg {
 namespace {
 
 // --- text safety ---------------------------------------------------------------------------
-
-// Decodes the UTF-8 sequence at s[i] into *cp; returns its length, or 0 if it is not valid
-// (overlong forms, surrogates and values past U+10FFFF are not).
-std::size_t DecodeUtf8(std::string_view s, std::size_t i, char32_t* cp) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  }
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  char32_t v = b0 & (0xFF >> (len + 1));
-  for (std::size_t k = 1; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    const unsigned char min = k == 1 ? lo : 0x80;
-    const unsigned char max = k == 1 ? hi : 0xBF;
-    if (b < min || b > max) return 0;
-    v = (v << 6) | (b & 0x3F);
-  }
-  *cp = v;
-  return len;
-}
-
-bool IsBidiControl(char32_t c) {
-  return c == 0x061C || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) ||
-         (c >= 0x2066 && c <= 0x2069);
-}
-
-bool IsControl(char32_t c) { return c < 0x20 || (c >= 0x7F && c <= 0x9F); }
 
 void AppendCodePointName(std::string& out, char32_t c) {
   char buf[16];
@@ -74,13 +32,14 @@ enum class TextMode { kHtml, kTerminal };
 void AppendSafe(std::string& out, std::string_view s, TextMode mode) {
   std::size_t i = 0;
   while (i < s.size()) {
-    char32_t c = 0;
-    const std::size_t len = DecodeUtf8(s, i, &c);
-    if (len == 0) {
+    const std::size_t at = i;
+    const std::optional<char32_t> cp = NextCodePoint(s, i);
+    if (!cp) {
       out += kReplacement;
       ++i;
       continue;
     }
+    const char32_t c = *cp;
     const bool whitespace = c == '\n' || c == '\t' || c == '\r';
     if (IsBidiControl(c) || (IsControl(c) && !(mode == TextMode::kHtml && whitespace))) {
       AppendCodePointName(out, c);
@@ -95,9 +54,8 @@ void AppendSafe(std::string& out, std::string_view s, TextMode mode) {
     } else if (mode == TextMode::kHtml && c == '\'') {
       out += "&#39;";
     } else {
-      out.append(s.substr(i, len));
+      out.append(s.substr(at, i - at));
     }
-    i += len;
   }
 }
 
@@ -203,13 +161,14 @@ std::string TerminalSafe(std::string_view s) {
 void AppendPrometheusLabelValue(std::string& out, std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
-    char32_t c = 0;
-    const std::size_t len = DecodeUtf8(s, i, &c);
-    if (len == 0) {
+    const std::size_t at = i;
+    const std::optional<char32_t> cp = NextCodePoint(s, i);
+    if (!cp) {
       out += kReplacement;
       ++i;
       continue;
     }
+    const char32_t c = *cp;
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '"') {
@@ -217,9 +176,8 @@ void AppendPrometheusLabelValue(std::string& out, std::string_view s) {
     } else if (c == '\n') {
       out += "\\n";
     } else {
-      out.append(s.substr(i, len));
+      out.append(s.substr(at, i - at));
     }
-    i += len;
   }
 }
 

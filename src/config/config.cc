@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "vitalgate/core/net.h"
+
 namespace vg::config {
 namespace {
 
@@ -438,16 +440,6 @@ bool IsValidId(std::string_view id) {
     if (!ok) return false;
   }
   return true;
-}
-
-bool IsLoopbackHost(std::string_view host) {
-  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
-  in_addr addr{};
-  const std::string h(host);
-  if (::inet_pton(AF_INET, h.c_str(), &addr) == 1) {
-    return (ntohl(addr.s_addr) >> 24) == 127;
-  }
-  return false;
 }
 
 Result<json> ParseJsonDocument(std::string_view text, std::string_view source) {

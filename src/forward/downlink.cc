@@ -2,56 +2,20 @@
 
 #include "vitalgate/codec/flat_json.h"
 #include "vitalgate/core/timefmt.h"
+#include "vitalgate/core/utf8.h"
 
 namespace vg {
 namespace {
 
 constexpr std::size_t kMaxNonces = 100'000;
 
-// Decodes one UTF-8 code point at `s[i]`; nullopt when the encoding is invalid (overlong,
-// surrogate, beyond U+10FFFF, truncated).
-std::optional<char32_t> NextCodePoint(std::string_view s, std::size_t& i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) {
-    ++i;
-    return b0;
-  }
-  int n = 0;
-  char32_t cp = 0;
-  if ((b0 & 0xE0) == 0xC0) {
-    n = 1;
-    cp = b0 & 0x1F;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    n = 2;
-    cp = b0 & 0x0F;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    n = 3;
-    cp = b0 & 0x07;
-  } else {
-    return std::nullopt;
-  }
-  if (i + static_cast<std::size_t>(n) >= s.size()) return std::nullopt;  // truncated
-  for (int k = 1; k <= n; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
-    if ((b & 0xC0) != 0x80) return std::nullopt;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  static constexpr char32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::nullopt;
-  i += static_cast<std::size_t>(n) + 1;
-  return cp;
-}
-
+// What `by` may not hold besides invalid UTF-8.
 bool Forbidden(char32_t cp) {
-  if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) return true;  // C0, DEL, C1 controls
+  if (IsControl(cp) || IsBidiControl(cp)) return true;
   switch (cp) {
     // Markup: whatever shows `by` (a dashboard, the status page) must not be tricked into
     // interpreting it.
     case U'<': case U'>': case U'&': case U'"': case U'\'': case U'`':
-    // Bidirectional marks, embeddings, overrides and isolates (Trojan Source, CVE-2021-42574).
-    case 0x061C: case 0x200E: case 0x200F:
-    case 0x202A: case 0x202B: case 0x202C: case 0x202D: case 0x202E:
-    case 0x2066: case 0x2067: case 0x2068: case 0x2069:
     // Line and paragraph separators, zero-width and invisible formatting, byte order mark.
     case 0x2028: case 0x2029: case 0x200B: case 0x200C: case 0x200D: case 0x2060: case 0xFEFF:
       return true;

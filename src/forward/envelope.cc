@@ -31,6 +31,12 @@ Result<std::vector<std::uint8_t>> Base64Decode(std::string_view text) {
                     c == '+' || c == '/' || c == '=';
     if (!ok) return InvalidArgument("base64: invalid character");
   }
+  // Padding only at the end, at most two characters of it.
+  const std::size_t pad = text.find('=');
+  if (pad != std::string_view::npos &&
+      (pad + 2 < text.size() || text.find_first_not_of('=', pad) != std::string_view::npos)) {
+    return InvalidArgument("base64: padding in the middle");
+  }
   std::vector<std::uint8_t> out(3 * text.size() / 4);
   const int n = EVP_DecodeBlock(out.data(), Bytes(text), static_cast<int>(text.size()));
   if (n < 0) return InvalidArgument("base64: invalid encoding");

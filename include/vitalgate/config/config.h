@@ -158,8 +158,6 @@ Result<nlohmann::json> ParseJsonDocument(std::string_view text, std::string_view
 // Topic-safe identifier: 1-64 of [A-Za-z0-9._-] (no MQTT wildcards or separators).
 bool IsValidId(std::string_view id);
 
-// True for 127.0.0.0/8, ::1 and "localhost".
-bool IsLoopbackHost(std::string_view host);
 
 // The option tables (also used to generate docs/config.md).
 std::span<const OptionSpec> GatewaySpecs();

@@ -223,8 +223,6 @@ std::span<const OptionSpec> TlsOptionSpecs();
 // Reads validated options (defaults filled in) into LinkOptions; validates and fills "tls".
 Result<LinkOptions> ParseLinkOptions(const nlohmann::json& options, std::string_view path);
 
-// True for localhost, 127.0.0.0/8 and ::1: the only hosts plain TCP may go to.
-bool IsLoopbackHost(std::string_view host);
 
 // A link that sends one message at a time and waits for its ACK (docs/hl7.md, "Delivery").
 // `clock` gives MSH-7 and must outlive the link.

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vitalgate/forward/fhir.h"
+#include "vitalgate/core/net.h"
 #include "vitalgate/forward/tls_files.h"
 
 namespace vg {
@@ -70,13 +71,6 @@ struct Url {
   std::string port;
   std::string target;  // path of the base URL, "/" at least
 };
-
-bool IsLoopbackHost(std::string_view host) {
-  if (host == "localhost" || host == "::1") return true;
-  in_addr addr{};
-  const std::string h(host);
-  return ::inet_pton(AF_INET, h.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
-}
 
 Result<Url> ParseUrl(std::string_view text, std::string_view key) {
   Url u;

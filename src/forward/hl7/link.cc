@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vitalgate/forward/hl7.h"
+#include "vitalgate/core/net.h"
 
 namespace vg {
 namespace hl7 {
@@ -440,13 +441,6 @@ Result<std::unique_ptr<RequestLink>> MakeLink(const json& options) {
 
 std::span<const OptionSpec> LinkOptionSpecs() { return kLinkSpecs; }
 std::span<const OptionSpec> TlsOptionSpecs() { return kTlsSpecs; }
-
-bool IsLoopbackHost(std::string_view host) {
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  const asio::ip::address a = asio::ip::make_address(std::string(host), ec);
-  return !ec && a.is_loopback();
-}
 
 Result<LinkOptions> ParseLinkOptions(const json& options, std::string_view path) {
   const std::string where(path);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vitalgate/forward/hl7.h"
+#include "vitalgate/core/net.h"
 
 namespace vg::hl7 {
 namespace {
