@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -23,31 +24,49 @@ void RemoveDb(const std::string& path) {
   for (const char* s : {"", "-wal", "-shm"}) std::remove((path + s).c_str());
 }
 
-OutboxRow Row(std::uint64_t seq) {
-  OutboxRow r;
-  r.seq = seq;
-  r.patient = "p-" + std::to_string(seq % 100);
-  r.rx_ms = 1'795'323'600'000 + static_cast<std::int64_t>(seq);
-  r.body = R"({"id":"cd6fac20-1000000)" + std::to_string(seq) +
-           R"(","device":"ox-1","metric":"spo2","value":97,"unit":"%","ts":"2026-11-22T05:00:00.000Z"})";
-  return r;
+// One reading's JSON, as the engine renders it.
+std::string Reading(std::uint64_t n) {
+  return R"({"id":"cd6fac20-1000000)" + std::to_string(n) +
+         R"(","device":"ox-1","metric":"spo2","value":97,"unit":"%","ts":"2026-11-22T05:00:00.000Z"})";
 }
 
-// Rows per second committed, `batch` readings per transaction, each commit fsynced.
+// `readings` readings as the store thread writes them: one row per patient and commit, here
+// at most 100 readings a row (100 patients).
+void AddReadings(WriteBatch& batch, std::uint64_t readings, std::uint64_t& seq, std::uint64_t& n) {
+  const std::uint64_t per_row = std::max<std::uint64_t>(1, readings / 100);
+  for (std::uint64_t done = 0; done < readings; done += per_row) {
+    StoredRow r;
+    r.seq = seq++;
+    r.patient = "p-" + std::to_string(r.seq % 100);
+    r.rx_ms = 1'795'323'600'000 + static_cast<std::int64_t>(r.seq);
+    r.format = RowFormat::kBatch;
+    r.count = static_cast<std::uint32_t>(std::min(per_row, readings - done));
+    for (std::uint32_t i = 0; i < r.count; ++i) {
+      if (i > 0) r.body += '\n';
+      r.body += Reading(n++);
+    }
+    batch.batches.push_back(std::move(r));
+  }
+}
+
+// Readings per second committed, `batch` readings per transaction, each commit fsynced.
 void BM_OutboxAppend(benchmark::State& state) {
   const std::string path = BenchPath();
   RemoveDb(path);
-  auto store = OutboxStore::Open(StoreOptions{path, 8ull << 30, true, ""});
+  StoreOptions options;
+  options.path = path;
+  options.max_bytes = 8ull << 30;
+  auto store = OutboxStore::Open(options);
   if (!store.ok()) {
     state.SkipWithError(store.status().message().c_str());
     return;
   }
   const auto batch_size = static_cast<std::uint64_t>(state.range(0));
-  std::uint64_t seq = 1;
+  std::uint64_t seq = 1, n = 0;
   WriteBatch batch;
   for (auto _ : state) {
     batch.clear();
-    for (std::uint64_t i = 0; i < batch_size; ++i) batch.readings.push_back(Row(seq++));
+    AddReadings(batch, batch_size, seq, n);
     const Status s = (*store)->Commit(batch);
     if (!s.ok()) state.SkipWithError(s.message().c_str());
   }
@@ -59,27 +78,32 @@ void BM_OutboxAppend(benchmark::State& state) {
 }
 BENCHMARK(BM_OutboxAppend)->Arg(1)->Arg(100)->Arg(1000)->Arg(4096)->UseRealTime();
 
-// Rows per second acknowledged: one transaction inserts `batch` new rows and deletes `batch`
-// delivered ones, as the store thread does in steady state.
+// Readings per second acknowledged: one transaction inserts `batch` new readings and deletes
+// as many delivered ones (the broker's acknowledgements), as the store thread does in steady
+// state.
 void BM_OutboxAppendAndAcknowledge(benchmark::State& state) {
   const std::string path = BenchPath();
   RemoveDb(path);
-  auto store = OutboxStore::Open(StoreOptions{path, 8ull << 30, true, ""});
+  StoreOptions options;
+  options.path = path;
+  options.max_bytes = 8ull << 30;
+  auto store = OutboxStore::Open(options);
   if (!store.ok()) {
     state.SkipWithError(store.status().message().c_str());
     return;
   }
   const auto batch_size = static_cast<std::uint64_t>(state.range(0));
-  std::uint64_t seq = 1, acked = 1;
+  std::uint64_t seq = 1, n = 0, acked = 1;
   WriteBatch batch;
-  for (std::uint64_t i = 0; i < 10 * batch_size; ++i) batch.readings.push_back(Row(seq++));
+  AddReadings(batch, 10 * batch_size, seq, n);
   (void)(*store)->Commit(batch);
   for (auto _ : state) {
     batch.clear();
-    for (std::uint64_t i = 0; i < batch_size; ++i) {
-      batch.readings.push_back(Row(seq++));
-      batch.acked_readings.push_back(acked++);
-    }
+    const std::uint64_t first = seq;
+    AddReadings(batch, batch_size, seq, n);
+    DestinationAcks acks;  // bit 0: the only destination
+    for (std::uint64_t i = first; i < seq; ++i) acks.batches.push_back(acked++);
+    batch.acks.push_back(std::move(acks));
     const Status s = (*store)->Commit(batch);
     if (!s.ok()) state.SkipWithError(s.message().c_str());
   }

@@ -16,7 +16,7 @@ scripts/install-deps.sh
 jobs=${JOBS:-2}
 start=$(date +%s)
 
-echo "== build (asan: address + undefined behaviour sanitizers)"
+echo "== build (asan: address + undefined behaviour sanitizers; the benchmarks are built, not run)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$jobs"
 

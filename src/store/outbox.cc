@@ -327,46 +327,30 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   // truncated back to `wal_allowance` after each checkpoint and the database may use the rest.
   auto page_size = db.QueryInt("PRAGMA page_size");
   if (!page_size.ok()) return page_size.status();
-  // The WAL is checkpointed once it holds a quarter of its allowance, and one transaction is
-  // kept below another quarter (max_batch_rows), so database + WAL stay within max_bytes.
-  const auto page = static_cast<std::uint64_t>(*page_size);
-  std::uint64_t max_bytes = options.max_bytes;
-  reserve_bytes_ = std::min<std::uint64_t>(options.reserve_bytes, options.max_bytes / 16);
-  std::uint64_t wal_cap = 16ull << 20;
-  {
-    // Never more than a sixteenth of the file system itself (a small partition or tmpfs), for
-    // the reserve and for the WAL alike: a checkpoint that has to grow the database file by
-    // more than the reserve can give back could not complete on a full disk, and nothing
-    // could then be evicted.
-    const std::size_t slash = path_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
-    struct statvfs fs {};
-    if (::statvfs(dir.c_str(), &fs) == 0) {
-      const std::uint64_t total = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
-      reserve_bytes_ = std::min<std::uint64_t>(reserve_bytes_, total / 16);
-      wal_cap = std::min<std::uint64_t>(wal_cap, std::max<std::uint64_t>(total / 16, 64 * page));
-      // What the outbox can have of the file system: what it holds now and what is free. Kept
-      // below that, the database reports itself full while there is still room for the WAL,
-      // so the oldest readings can be evicted; a disk filled by someone else is what the
-      // reserve is for.
-      std::uint64_t mine = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
-      for (const std::string& f : {path_, path_ + "-wal", ReservePath(path_)}) {
-        struct stat held {};
-        if (::stat(f.c_str(), &held) == 0) mine += static_cast<std::uint64_t>(held.st_size);
-      }
-      if (mine < max_bytes) {
-        spdlog::warn("storage: {} has room for {} KiB; the outbox keeps within that (storage.max_bytes {} KiB)",
-                     dir, mine / 1024, options.max_bytes / 1024);
-        // Less a WAL's allowance again: a checkpoint blocked by a reader lets the WAL overshoot.
-        max_bytes = std::max<std::uint64_t>(mine > wal_cap ? mine - wal_cap : 0, 256 * page);
-      }
+  std::uint64_t fs_total = 0, fs_room = 0;
+  const std::size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) == 0) {
+    fs_total = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
+    fs_room = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+    for (const std::string& f : {path_, path_ + "-wal", ReservePath(path_)}) {
+      struct stat held {};
+      if (::stat(f.c_str(), &held) == 0) fs_room += static_cast<std::uint64_t>(held.st_size);
     }
   }
-  const std::uint64_t budget = max_bytes - reserve_bytes_;
-  const std::uint64_t wal_allowance = std::min<std::uint64_t>(budget / 4, wal_cap);
-  const std::uint64_t pages = (budget - wal_allowance) / page;
-  const std::uint64_t checkpoint_pages = std::clamp<std::uint64_t>(wal_allowance / page / 4, 16, 1000);
-  max_batch_rows_ = static_cast<std::size_t>(std::max<std::uint64_t>(64, wal_allowance / 4 / 256));
+  const OutboxLimits limits = PlanOutboxLimits(options.max_bytes, options.reserve_bytes,
+                                               static_cast<std::uint64_t>(*page_size), fs_total, fs_room);
+  if (limits.room < options.max_bytes) {
+    spdlog::warn("storage: {} has room for {} KiB; until the next start the outbox keeps within "
+                 "{} KiB (storage.max_bytes {} KiB)",
+                 dir, fs_room / 1024, limits.room / 1024, options.max_bytes / 1024);
+  }
+  reserve_bytes_ = limits.reserve_bytes;
+  max_batch_rows_ = limits.max_batch_rows;
+  const std::uint64_t wal_allowance = limits.wal_allowance;
+  const std::uint64_t pages = limits.max_pages;
+  const std::uint64_t checkpoint_pages = limits.checkpoint_pages;
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA journal_size_limit=" + std::to_string(wal_allowance)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA wal_autocheckpoint=" + std::to_string(checkpoint_pages)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA max_page_count=" + std::to_string(pages)));
@@ -669,13 +653,6 @@ std::string OutboxStore::SynchronousMode() const {
   }
 }
 
-std::uint64_t OutboxStore::SizeBytes() const {
-  std::uint64_t total = 0;
-  struct stat st {};
-  if (::stat(path_.c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_size);
-  if (::stat((path_ + "-wal").c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_size);
-  return total;
-}
 
 Result<std::vector<std::string>> OutboxStore::LoadOpenAlarms() {
   sqlite::Stmt st;
@@ -874,6 +851,30 @@ Result<std::uint64_t> OutboxReader::CountDeadLetters(const std::string& destinat
   const int rc = st.Step();
   if (rc != SQLITE_ROW) return sqlite::ToStatus(impl_->db.get(), rc, "storage: dead letters");
   return static_cast<std::uint64_t>(st.Int(0));
+}
+
+OutboxLimits PlanOutboxLimits(std::uint64_t max_bytes, std::uint64_t reserve_bytes, std::uint64_t page,
+                              std::uint64_t fs_total, std::uint64_t fs_room) {
+  OutboxLimits l;
+  page = std::max<std::uint64_t>(page, 512);
+  const std::uint64_t floor = 256 * page;  // the least an outbox can work in
+  std::uint64_t wal_cap = 16ull << 20;
+  if (fs_total > 0) wal_cap = std::min(wal_cap, std::max(fs_total / 16, 64 * page));
+  l.room = max_bytes;
+  if (fs_total > 0 && fs_room < max_bytes) {
+    l.room = std::max(fs_room > wal_cap ? fs_room - wal_cap : 0, floor);
+  }
+  l.room = std::max(l.room, floor);
+  l.reserve_bytes = std::min(reserve_bytes, l.room / 16);
+  if (fs_total > 0) l.reserve_bytes = std::min(l.reserve_bytes, fs_total / 16);
+  const std::uint64_t budget = l.room - l.reserve_bytes;  // reserve <= room / 16
+  // The WAL is checkpointed once it holds a quarter of its allowance, and one transaction is
+  // kept below another quarter (max_batch_rows), so database + WAL stay within the budget.
+  l.wal_allowance = std::min(budget / 4, wal_cap);
+  l.max_pages = (budget - l.wal_allowance) / page;
+  l.checkpoint_pages = std::clamp<std::uint64_t>(l.wal_allowance / page / 4, 16, 1000);
+  l.max_batch_rows = static_cast<std::size_t>(std::max<std::uint64_t>(64, l.wal_allowance / 4 / 256));
+  return l;
 }
 
 }  // namespace vg

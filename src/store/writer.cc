@@ -404,6 +404,9 @@ bool OutboxWriter::CommitOnce() {
     constexpr std::size_t kMaxHeldEvents = 10000;
     if (events_.size() > kMaxHeldEvents) {
       const std::size_t n = events_.size() - kMaxHeldEvents;
+      spdlog::error("storage: {} alert or audit events will never be stored (the outbox has failed "
+                    "for too long); they were handed to the broker from memory only",
+                    n);
       events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n));
       events_sent_volatile_ -= std::min(events_sent_volatile_, n);
     }

@@ -141,6 +141,26 @@ struct StoreOptions {
   std::uint64_t reserve_bytes = 4ull << 20;
 };
 
+// How the outbox divides its room: storage.max_bytes, or less when the file system holds less
+// (what is free plus what the outbox already holds there, less one WAL allowance of slack for a
+// checkpoint a reader blocks). Kept below that, the database reports itself full while there is
+// still room for the WAL, so the oldest readings can be evicted; a disk that someone else fills
+// later is what the reserve is for. The reserve and the WAL allowance are each at most a
+// sixteenth of the file system (the WAL at least 64 pages), so a checkpoint never needs much
+// more than the reserve gives back. Pure.
+struct OutboxLimits {
+  std::uint64_t room = 0;             // what database, WAL and reserve may use together
+  std::uint64_t reserve_bytes = 0;
+  std::uint64_t wal_allowance = 0;    // journal_size_limit
+  std::uint64_t max_pages = 0;        // max_page_count of the database
+  std::uint64_t checkpoint_pages = 0;  // wal_autocheckpoint
+  std::size_t max_batch_rows = 0;     // rows per transaction, so one stays within the WAL
+};
+// `fs_total`: the file system's size; `fs_room`: free space plus the outbox's own files (both
+// unknown: 0).
+OutboxLimits PlanOutboxLimits(std::uint64_t max_bytes, std::uint64_t reserve_bytes, std::uint64_t page,
+                              std::uint64_t fs_total, std::uint64_t fs_room);
+
 struct OpenReport {
   bool created = false;             // a new file was created
   std::string moved_aside;          // a damaged file was moved here and a fresh one created
@@ -188,8 +208,6 @@ class OutboxStore {
   // The most readings one transaction should hold so that the WAL stays within its share of
   // storage.max_bytes (~256 bytes a reading).
   std::size_t max_batch_rows() const { return max_batch_rows_; }
-  // Current size of the database file and its WAL.
-  std::uint64_t SizeBytes() const;
   // SQLite's synchronous setting as the writer connection has it: "full", "normal", ...
   std::string SynchronousMode() const;
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -366,6 +367,33 @@ TEST_F(MigrationTest, ASealedSchemaOneOutboxStillOpensWithItsKey) {
     ASSERT_TRUE(sealed.ok());
     EXPECT_TRUE(AeadOpen(key->key, BodyAad(true, r.format, r.seq), *sealed).ok());
   }
+}
+
+TEST(OutboxLimitsTest, TheRoomIsMaxBytesOnABigDiskAndWhatTheDiskHasOnASmallOne) {
+  constexpr std::uint64_t kMiB = 1ull << 20, kGiB = 1ull << 30, kPage = 4096;
+  // A big disk: storage.max_bytes, with the full reserve and WAL allowance.
+  OutboxLimits big = PlanOutboxLimits(512 * kMiB, 4 * kMiB, kPage, 100 * kGiB, 50 * kGiB);
+  EXPECT_EQ(big.room, 512 * kMiB);
+  EXPECT_EQ(big.reserve_bytes, 4 * kMiB);
+  EXPECT_EQ(big.wal_allowance, 16 * kMiB);
+  EXPECT_EQ(big.max_pages, (512 * kMiB - 4 * kMiB - 16 * kMiB) / kPage);
+  // A 3 MiB tmpfs: within what it has, reserve and WAL at most a sixteenth each.
+  OutboxLimits tiny = PlanOutboxLimits(512 * kMiB, 4 * kMiB, kPage, 3 * kMiB, 3 * kMiB);
+  EXPECT_LT(tiny.room, 3 * kMiB);
+  EXPECT_LE(tiny.reserve_bytes, 3 * kMiB / 16);
+  EXPECT_LE(tiny.wal_allowance, std::max(3 * kMiB / 16, 64 * kPage));  // 64 pages at least
+  EXPECT_LE(tiny.max_pages * kPage + tiny.wal_allowance + tiny.reserve_bytes, tiny.room);
+  // A big disk almost full at start (10 MiB free): no wrap-around below zero, the reserve
+  // shrinks with the room, and database + WAL + reserve stay within it.
+  for (std::uint64_t free : {std::uint64_t{0}, std::uint64_t{64 * 1024}, 10 * kMiB}) {
+    OutboxLimits l = PlanOutboxLimits(512 * kMiB, 4 * kMiB, kPage, kGiB, free);
+    EXPECT_GE(l.room, 256 * kPage) << free;
+    EXPECT_LE(l.reserve_bytes, l.room / 16) << free;
+    EXPECT_LE(l.max_pages * kPage + l.wal_allowance + l.reserve_bytes, l.room) << free;
+    EXPECT_GT(l.max_pages, 0u) << free;
+  }
+  // Unknown file system (statvfs failed): storage.max_bytes as configured.
+  EXPECT_EQ(PlanOutboxLimits(64 * kMiB, 4 * kMiB, kPage, 0, 0).room, 64 * kMiB);
 }
 
 }  // namespace
