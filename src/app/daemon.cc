@@ -587,20 +587,15 @@ class Pipeline final : public DownlinkSink, public StatusSource {
       ctx->patients.emplace(p.id, PatientInfo{p.id, p.location});
     }
     std::shared_ptr<const RuleBook> rules = loaded_.rules;
-    const PatientDirectory* patients = &patients_;
-    ctx->limits = [rules, patients](std::string_view patient, Metric metric) {
+    // The patients' indexes as the rules were compiled for them, copied here on the control
+    // thread: destinations look limits up on their own threads, per reading.
+    auto indexes = std::make_shared<std::map<std::string, PatientIndex, std::less<>>>();
+    for (PatientIndex i = 0; i < patients_.size(); ++i) indexes->emplace(patients_.Name(i), i);
+    ctx->limits = [rules, indexes](std::string_view patient, Metric metric) {
       ActiveLimits out;
-      // Find() belongs to the control thread; the RuleBook is indexed like the directory was
-      // when the rules were compiled, which is what the limits are for.
-      PatientIndex index = 0;
-      bool found = false;
-      for (PatientIndex i = 0; i < patients->size(); ++i) {
-        if (patients->Name(i) == patient) {
-          index = i;
-          found = true;
-          break;
-        }
-      }
+      const auto it = indexes->find(patient);
+      const bool found = it != indexes->end();
+      const PatientIndex index = found ? it->second : 0;
       const ThresholdRule& th = (found ? rules->For(index) : rules->defaults())
                                     .thresholds[static_cast<std::size_t>(metric)];
       if (!th.enabled) return out;
@@ -838,8 +833,15 @@ class Pipeline final : public DownlinkSink, public StatusSource {
       }
       const nlohmann::json& before = EffectiveOf(live->setup.config.id);
       if (DeviceIdentity(before) != DeviceIdentity(eff)) {
-        // Transport, codec or time handling changed: restart the device, same index.
+        // Transport, codec or time handling changed: restart the device, same index. The
+        // engine gets its new patient and technical limits before its first new reading.
         live->transport->Stop();
+        DeviceChange change;
+        change.kind = DeviceChange::Kind::kUpdate;
+        change.index = live->index;
+        change.device = MakeEngineDevice(d, RoutingFor(d));
+        change.stats = &StatsFor(live->index, d);
+        runner_->PostDeviceChange(std::move(change), kEngineAnswer);
         auto started = StartDevice(live->index, d);
         if (!started.ok()) {
           spdlog::error("reload: {}", started.status().message());

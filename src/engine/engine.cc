@@ -182,9 +182,13 @@ bool Engine::OnReading(Reading& r, std::int64_t mono_ns, AlertSink& sink) {
   ++counters_.readings;
   if (r.device < device_state_.size()) {
     DeviceState& ds = device_state_[r.device];
-    ds.last_reading_mono = mono_ns;
-    if (ds.alarm[static_cast<std::size_t>(DeviceCondition::kNoData)] != 0) {
-      SetDeviceCondition(r.device, DeviceCondition::kNoData, false, r.rx_ms, "", sink);
+    // A value the device itself doubts is no data to watch the patient by: a device that sends
+    // nothing else raises the no-data alarm as one that sends nothing at all.
+    if ((r.flags & kFlagQuestionable) == 0) {
+      ds.last_reading_mono = mono_ns;
+      if (ds.alarm[static_cast<std::size_t>(DeviceCondition::kNoData)] != 0) {
+        SetDeviceCondition(r.device, DeviceCondition::kNoData, false, r.rx_ms, "", sink);
+      }
     }
     // Restored device-reported alarms the device no longer reports: cleared after a while of
     // readings without it saying so again.
@@ -212,8 +216,9 @@ bool Engine::OnReading(Reading& r, std::int64_t mono_ns, AlertSink& sink) {
   }
   if ((r.flags & (kFlagClock | kFlagStored)) == (kFlagClock | kFlagStored)) {
     // A stored record whose time cannot be right: forwarded with its flag, counted, and the
-    // clock alarm is up; never alarmed on as if it were current.
+    // clock alarm says so; never alarmed on as if it were current.
     ++counters_.not_evaluated_clock;
+    RaiseClock(r.device, mono_ns, r.rx_ms, "a stored record's time stamp is implausible", sink);
     return true;
   }
   const bool spot = (r.flags & (kFlagSpot | kFlagStored)) != 0;
@@ -225,12 +230,7 @@ bool Engine::OnReading(Reading& r, std::int64_t mono_ns, AlertSink& sink) {
     // Older than this device's previous reading of the metric: its rule state only moves
     // forward in its own time. Counted, and the clock alarm says so.
     ++counters_.late;
-    if (r.device < device_state_.size()) {
-      device_state_[r.device].last_clock_mono = mono_ns;
-      SetDeviceCondition(r.device, DeviceCondition::kClock, true, r.rx_ms,
-                         "device " + devices_[r.device].id + ": time stamps went backwards",
-                         sink);
-    }
+    RaiseClock(r.device, mono_ns, r.rx_ms, "time stamps went backwards", sink);
     return true;
   }
   src.last_ts = r.ts_ms;
@@ -622,6 +622,7 @@ void Engine::Escalate(PatientState& ps, const PatientRules& rules, std::int64_t 
     }
     a.priority_since = now;
     Emit(a, sink);
+    a.ack_from = a.last.id;
   }
 }
 
@@ -869,6 +870,7 @@ std::uint64_t Engine::Raise(AlertEvent event, RuleKind rule, bool technical_time
   a.sources = std::move(sources);
   // The raising event's id is the alarm id.
   a.event_ids.push_back(id);
+  a.ack_from = id;
   event_to_alarm_[id] = key;
   ++counters_.alerts;
   AlertEvent copy = a.last;
@@ -910,6 +912,7 @@ void Engine::ChangePriority(std::uint64_t key, Priority base, AlertEvent update,
   if (after != before) a.priority_since = update.ts_ms;
   a.last = std::move(update);
   Emit(a, sink);
+  if (after > before) a.ack_from = a.last.id;
 }
 
 void Engine::Clear(std::uint64_t key, std::int64_t ts, std::optional<double> value,
@@ -947,6 +950,17 @@ Engine::AckResult Engine::Acknowledge(std::uint64_t alert_id, std::string_view b
     return AckResult::kUnknown;
   }
   Alarm& a = alarms_.at(ev->second);
+  if (alert_id != a.ack_from) {
+    // Events older than the one that alerted at this priority: the alarm id (always kept
+    // first), and whatever comes before ack_from while it is still among the kept ids.
+    const auto& ids = a.event_ids;
+    const auto at = std::find(ids.begin(), ids.end(), alert_id);
+    const auto from = std::find(ids.begin(), ids.end(), a.ack_from);
+    if (from != ids.end() ? at < from : at == ids.begin()) {
+      ++counters_.acks_rejected;
+      return AckResult::kStale;
+    }
+  }
   if (a.last.state == AlertState::kAcknowledged) return AckResult::kAlreadyAcknowledged;
   if (a.last.state != AlertState::kActive) {
     ++counters_.acks_rejected;
@@ -1017,6 +1031,28 @@ void Engine::AddDevice(DeviceIndex index, EngineDevice device, std::int64_t wall
                        sink);
   }
   RaiseGatewayConditions(wall_ms, sink);
+}
+
+void Engine::RaiseClock(DeviceIndex d, std::int64_t mono_ns, std::int64_t wall_ms, std::string_view why,
+                        AlertSink& sink) {
+  if (d >= device_state_.size()) return;
+  device_state_[d].last_clock_mono = mono_ns;
+  SetDeviceCondition(d, DeviceCondition::kClock, true, wall_ms,
+                     "device " + devices_[d].id + ": " + std::string(why), sink);
+}
+
+void Engine::UpdateDevice(DeviceIndex index, EngineDevice device, std::int64_t wall_ms,
+                          std::int64_t mono_ns, AlertSink& sink) {
+  if (index >= devices_.size() || device_state_[index].removed) {
+    AddDevice(index, std::move(device), wall_ms, mono_ns, sink);
+    return;
+  }
+  Assign(index, device.patient, device.unassigned, wall_ms, mono_ns, sink);
+  EngineDevice& dev = devices_[index];
+  dev.no_data_ms = device.no_data_ms;
+  dev.disconnect_alarm_ms = device.disconnect_alarm_ms;
+  dev.watch_no_data = device.watch_no_data;
+  dev.intermittent = device.intermittent;
 }
 
 void Engine::Start(std::int64_t wall_ms, AlertSink& sink) {
@@ -1148,12 +1184,6 @@ void Engine::AddKnownRecord(DeviceIndex device, std::uint64_t key) {
   if (known_records_[device].size() < kKnownRecordsPerDevice) known_records_[device].insert(key);
 }
 
-std::array<std::size_t, 3> Engine::OpenByPriority() const {
-  std::array<std::size_t, 3> out{};
-  for (const auto& [key, a] : alarms_) ++out[static_cast<std::size_t>(a.last.priority)];
-  return out;
-}
-
 std::vector<OpenAlarmInfo> Engine::OpenAlarms() const {
   std::vector<OpenAlarmInfo> out;
   out.reserve(alarms_.size());
@@ -1202,6 +1232,7 @@ std::string Engine::PersistState(const Alarm& a) const {
   j["base"] = Name(a.base);
   j["priority"] = Name(e.priority);
   j["escalations"] = a.escalations;
+  j["ack_from"] = a.ack_from;
   j["priority_since"] = a.priority_since;
   j["technical_time"] = a.technical_time;
   j["state"] = Name(e.state);
@@ -1264,6 +1295,7 @@ bool Engine::RestoreOne(const std::string& text, std::int64_t wall_ms, std::int6
   if (!str("metric").empty()) a.last.metric = MetricFromName(str("metric"));
   a.base = *base;
   a.escalations = j.value("escalations", 0);
+  a.ack_from = j.value("ack_from", std::uint64_t{0});
   a.priority_since = j.value("priority_since", std::int64_t{0});
   a.technical_time = j.value("technical_time", false);
   a.low = j.value("low", false);
@@ -1274,6 +1306,7 @@ bool Engine::RestoreOne(const std::string& text, std::int64_t wall_ms, std::int6
     }
   }
   if (a.event_ids.empty()) a.event_ids.push_back(a.last.alarm_id);
+  if (a.ack_from == 0) a.ack_from = a.last.alarm_id;  // saved before ack_from was kept: any event
   a.last.id = a.event_ids.back();
   bool gone = false;  // a device it depends on is gone or no longer on this patient
   if (j.contains("sources") && j["sources"].is_array()) {

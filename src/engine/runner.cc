@@ -108,10 +108,14 @@ std::size_t EngineRunner::DrainOnce() {
   while (rules_in_.TryPop(rules)) engine_.SetRules(std::move(rules), clock_.WallMs(), sink);
   DeviceChange dc;
   while (devices_in_.TryPop(dc)) {
-    if (dc.kind == DeviceChange::Kind::kAdd) {
+    if (dc.kind == DeviceChange::Kind::kAdd || dc.kind == DeviceChange::Kind::kUpdate) {
       if (dc.index >= device_stats_.size()) device_stats_.resize(static_cast<std::size_t>(dc.index) + 1);
       device_stats_[dc.index] = dc.stats;
-      engine_.AddDevice(dc.index, std::move(dc.device), clock_.WallMs(), clock_.MonotonicNs(), sink);
+      if (dc.kind == DeviceChange::Kind::kAdd) {
+        engine_.AddDevice(dc.index, std::move(dc.device), clock_.WallMs(), clock_.MonotonicNs(), sink);
+      } else {
+        engine_.UpdateDevice(dc.index, std::move(dc.device), clock_.WallMs(), clock_.MonotonicNs(), sink);
+      }
     } else {
       engine_.RemoveDevice(dc.index, clock_.WallMs(), sink);
     }

@@ -143,8 +143,10 @@ class Engine {
   // Timers; call about every 250 ms (replay: with the recording's time).
   void OnTick(std::int64_t wall_ms, std::int64_t mono_ns, AlertSink& sink);
 
-  enum class AckResult { kAcknowledged, kAlreadyAcknowledged, kNotActive, kUnknown };
-  // `alert_id` may be the public id of any event of the alarm.
+  enum class AckResult { kAcknowledged, kAlreadyAcknowledged, kNotActive, kUnknown, kStale };
+  // `alert_id` may be the public id of any event of the alarm since it last alerted (raised,
+  // rose in priority or escalated); one of an earlier event is kStale: whoever sent it saw the
+  // alarm at a lower priority than it has now.
   AckResult Acknowledge(std::uint64_t alert_id, std::string_view by, std::int64_t wall_ms,
                         AlertSink& sink);
 
@@ -158,6 +160,10 @@ class Engine {
                  std::int64_t mono_ns, AlertSink& sink);
   void Assign(DeviceIndex device, PatientIndex patient, bool unassigned, std::int64_t wall_ms,
               std::int64_t mono_ns, AlertSink& sink);
+  // A device restarted with new settings (SIGHUP): its patient as Assign, its technical limits
+  // replaced; its alarm state is kept. An unknown or removed device is added.
+  void UpdateDevice(DeviceIndex index, EngineDevice device, std::int64_t wall_ms,
+                    std::int64_t mono_ns, AlertSink& sink);
   void RemoveDevice(DeviceIndex device, std::int64_t wall_ms, AlertSink& sink);
 
   // Records already seen (from the store), so a device sending them again is recognised.
@@ -172,8 +178,6 @@ class Engine {
   std::uint64_t NextId() { return ids_.Next(); }
   const EngineCounters& counters() const { return counters_; }
   std::size_t open_alarms() const { return alarms_.size(); }
-  // Open alarms by priority (low, medium, high), and by kind, for metrics.
-  std::array<std::size_t, 3> OpenByPriority() const;
   // Every open alarm, most severe first, then oldest first.
   std::vector<OpenAlarmInfo> OpenAlarms() const;
 
@@ -264,6 +268,9 @@ class Engine {
     std::int64_t priority_since = 0;  // event/wall time the current priority was published
     bool technical_time = false;     // times are wall clock (technical) rather than event time
     std::vector<std::uint64_t> event_ids;  // public ids of its events (the latest few)
+    // The event that alerted at the current priority (raise, rise, escalation): an
+    // acknowledgement naming an earlier event (seen at a lower priority) does not count.
+    std::uint64_t ack_from = 0;
     RuleKind rule = RuleKind::kThreshold;
     bool low = false;                // threshold direction
     std::string trend;               // trend rule name
@@ -288,6 +295,10 @@ class Engine {
                 AlertSink& sink);
   void SetDeviceCondition(DeviceIndex d, DeviceCondition c, bool active, std::int64_t wall_ms,
                           std::string message, AlertSink& sink);
+  // The device's clock cannot be right (`why`): the `clock` alarm, quiet again after a minute
+  // without another such reading.
+  void RaiseClock(DeviceIndex d, std::int64_t mono_ns, std::int64_t wall_ms, std::string_view why,
+                  AlertSink& sink);
   void ReconcileTrends(PatientState& ps, const PatientRules& rules, std::int64_t wall_ms,
                        AlertSink& sink);
   // The device no longer feeds patient `p`: forget its condition state there and end the

@@ -43,7 +43,7 @@ struct GatewayConditionChange {
 // Device table changes from the control thread (SIGHUP). Moves of a device between patients
 // travel in the ingress ring instead (IngressItem::kAssign), in order with its readings.
 struct DeviceChange {
-  enum class Kind : std::uint8_t { kAdd, kRemove };
+  enum class Kind : std::uint8_t { kAdd, kUpdate, kRemove };
   Kind kind = Kind::kAdd;
   DeviceIndex index = 0;
   EngineDevice device;

@@ -56,8 +56,10 @@ class EngineHarness {
   }
 
   // Feeds a reading `offset_s` seconds after kT0; returns the events it produced.
-  std::vector<AlertEvent> Feed(Metric m, double value, double offset_s, DeviceIndex device = 0) {
+  std::vector<AlertEvent> Feed(Metric m, double value, double offset_s, DeviceIndex device = 0,
+                               decltype(Reading::flags) flags = 0) {
     Reading r;
+    r.flags = flags;
     r.metric = m;
     r.value = value;
     r.ts_ms = kT0 + static_cast<std::int64_t>(offset_s * 1000);

@@ -45,6 +45,51 @@ TEST(AckTest, AcknowledgeByAnyEventIdOnceThenNothing) {
   EXPECT_EQ(h.engine.Acknowledge(raised[0].id, "x", 0, h.sink), Engine::AckResult::kUnknown);
 }
 
+TEST(AckTest, AnAckForAnEventSeenAtALowerPriorityDoesNotSilenceTheRiseOrEscalation) {
+  EngineHarness h(Rules(Spo2Low(/*medium_after_s=*/300)));
+  const auto medium = h.Feed(Metric::kSpo2, 88, 0);
+  ASSERT_EQ(medium.size(), 1u);
+  // Worse: high now. An acknowledgement naming the medium event (a dashboard that saw only
+  // that, or a redelivered message) does not count; one naming the high event does.
+  const auto high = h.Feed(Metric::kSpo2, 80, 10);
+  ASSERT_EQ(high.size(), 1u);
+  ASSERT_EQ(high[0].priority, Priority::kHigh);
+  EXPECT_EQ(h.engine.Acknowledge(medium[0].id, "nurse-1", testing::kT0 + 11000, h.sink),
+            Engine::AckResult::kStale);
+  EXPECT_EQ(h.sink.events.back().state, AlertState::kActive);
+  EXPECT_EQ(h.engine.Acknowledge(high[0].id, "nurse-1", testing::kT0 + 12000, h.sink),
+            Engine::AckResult::kAcknowledged);
+
+  // The same for an escalation of an alarm nobody acknowledged.
+  EngineHarness e(Rules(Spo2Low(/*medium_after_s=*/300)));
+  const auto raised = e.Feed(Metric::kSpo2, 88, 0);
+  const auto escalated = e.Feed(Metric::kSpo2, 88, 300);
+  ASSERT_EQ(escalated.size(), 1u);
+  EXPECT_EQ(e.engine.Acknowledge(raised[0].id, "nurse-2", testing::kT0 + 301000, e.sink),
+            Engine::AckResult::kStale);
+  EXPECT_EQ(e.engine.Acknowledge(escalated[0].id, "nurse-2", testing::kT0 + 302000, e.sink),
+            Engine::AckResult::kAcknowledged);
+}
+
+TEST(TechnicalTest, ADeviceSendingOnlyQuestionableValuesRaisesNoData) {
+  EngineHarness h(Rules(Only({{"technical", {{"no_data_s", 30}}}})));
+  EXPECT_TRUE(h.Feed(Metric::kSpo2, 97, 0).empty());
+  // Flagged by the device (artifact, sensor off): forwarded, not evaluated, and no data to
+  // watch the patient by.
+  for (int s = 10; s <= 40; s += 10) {
+    h.Tick(10);
+    h.Feed(Metric::kSpo2, 60, s, 0, kFlagQuestionable);
+  }
+  ASSERT_FALSE(h.sink.events.empty());
+  const AlertEvent& nodata = h.sink.events.back();
+  EXPECT_EQ(nodata.condition, DeviceCondition::kNoData);
+  EXPECT_EQ(nodata.state, AlertState::kActive);
+  // A usable reading clears it.
+  auto cleared = h.Feed(Metric::kSpo2, 97, 41);
+  ASSERT_EQ(cleared.size(), 1u);
+  EXPECT_EQ(cleared[0].state, AlertState::kCleared);
+}
+
 TEST(EscalationTest, UnacknowledgedMediumBecomesHighAfterTheEscalationTime) {
   EngineHarness h(Rules(Spo2Low(/*medium_after_s=*/300)));
   ASSERT_EQ(h.Feed(Metric::kSpo2, 88, 0).size(), 1u);

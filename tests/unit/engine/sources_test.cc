@@ -325,9 +325,14 @@ TEST(SourcesTest, AlarmIdsAreNotSequentialAndGuessedIdsAreRefused) {
   EXPECT_EQ(w.engine->Acknowledge(id, "x", kT0, w.sink), Engine::AckResult::kAcknowledged);
 }
 
-TEST(SourcesTest, StoredRecordsWithAnImplausibleClockAreNotAlarmedButCounted) {
+TEST(SourcesTest, StoredRecordsWithAnImplausibleClockAreNotAlarmedButCountedAndAlarmedAsClock) {
   Ward w(Spo2(0), 1);
-  EXPECT_TRUE(w.Feed(Metric::kSpo2, 70, 0, 0, kFlagStored | kFlagClock).empty());
+  // No SpO2 alarm for a record whose time cannot be trusted, but not silence either: the
+  // counter and the technical `clock` alarm say it was not evaluated.
+  auto events = w.Feed(Metric::kSpo2, 70, 0, 0, kFlagStored | kFlagClock);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, AlertKind::kTechnical);
+  EXPECT_EQ(events[0].condition, DeviceCondition::kClock);
   EXPECT_EQ(w.engine->counters().not_evaluated_clock, 1u);
   // A live reading with an implausible clock is evaluated (its time is the receive time).
   EXPECT_EQ(w.Feed(Metric::kSpo2, 70, 1, 0, kFlagClock).size(), 1u);
