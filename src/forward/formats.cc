@@ -34,15 +34,14 @@ std::string BuildReadingsJson(std::string_view gateway, std::string_view patient
   return out;
 }
 
-Result<std::string> BuildReadingsFhir(std::string_view gateway, std::string_view patient,
-                                      std::span<const OutboxRow* const> rows) {
+std::string BuildReadingsFhir(std::string_view gateway, std::string_view patient,
+                              std::span<const OutboxRow* const> rows, std::vector<std::string>& row_errors) {
   RenderContext context;
   context.gateway_id = std::string(gateway);
-  const fhir::RenderedBundle out = fhir::RenderReadings(patient, rows, context, fhir::RenderOptions{});
-  for (const std::string& error : out.row_error) {
-    if (!error.empty()) return DataLoss(error);
-  }
-  return out.json;
+  fhir::RenderedBundle out = fhir::RenderReadings(patient, rows, context, fhir::RenderOptions{});
+  row_errors = std::move(out.row_error);
+  row_errors.resize(rows.size());
+  return std::move(out.json);
 }
 
 }  // namespace vg

@@ -254,7 +254,9 @@ bool Forwarder::Publish(const std::string& topic, const std::string& payload, In
   return true;
 }
 
-std::string Forwarder::Render(const ScheduledMessage& msg, std::string& topic) {
+std::string Forwarder::Render(const ScheduledMessage& msg, std::string& topic,
+                              std::vector<std::string>& row_errors) {
+  row_errors.clear();
   switch (msg.kind) {
     case DeliveryBatch::Kind::kAlert:
       topic = AlertsTopic(msg.patient);
@@ -270,12 +272,7 @@ std::string Forwarder::Render(const ScheduledMessage& msg, std::string& topic) {
   rows.reserve(msg.items.size());
   for (const OutboxRow& r : msg.items) rows.push_back(&r);
   if (options_.format != "fhir") return BuildReadingsJson(options_.gateway_id, msg.patient, rows);
-  auto fhir = BuildReadingsFhir(options_.gateway_id, msg.patient, rows);
-  if (!fhir.ok()) {
-    spdlog::error("mqtt: FHIR rendering failed: {}", fhir.status().message());
-    return "";
-  }
-  return std::move(*fhir);
+  return BuildReadingsFhir(options_.gateway_id, msg.patient, rows, row_errors);
 }
 
 void Forwarder::Fill() {
@@ -298,9 +295,23 @@ void Forwarder::Fill() {
       if (!msg) break;
     }
     std::string topic;
-    const std::string payload = Render(*msg, topic);
+    std::vector<std::string> row_errors;
+    const std::string payload = Render(*msg, topic, row_errors);
+    if (std::any_of(row_errors.begin(), row_errors.end(), [](const std::string& e) { return !e.empty(); })) {
+      // A row that cannot be rendered never will be: a dead letter (alarmed), not a retry that
+      // would hold its patient's later readings back for good. The others go again at once.
+      std::vector<RowOutcome> outcomes;
+      for (const std::string& e : row_errors) {
+        outcomes.push_back(e.empty() ? RowOutcome{RowOutcome::Kind::kRetry, ""}
+                                     : RowOutcome{RowOutcome::Kind::kRejected, "cannot be rendered: " + e});
+        if (!e.empty()) spdlog::error("mqtt: a stored reading cannot be rendered: {}", e);
+      }
+      scheduler_.OnOutcome(msg->token, outcomes, "mqtt", clock_.WallMs(), done);
+      Report(done);
+      continue;
+    }
     Inflight entry{msg->token, msg->kind, msg->items.size(), msg->oldest_rx_ms};
-    if (payload.empty() || !Publish(topic, payload, entry, false)) {
+    if (!Publish(topic, payload, entry, false)) {
       // Not sent: back to the front of its queue, tried again after the next connection.
       scheduler_.OnOutcome(msg->token, std::vector<RowOutcome>(msg->items.size(), {RowOutcome::Kind::kRetry, ""}),
                            "mqtt", clock_.WallMs(), done);

@@ -108,7 +108,9 @@ void RequestDestination::Step(std::chrono::milliseconds max_wait) {
       Fail("cannot connect: " + s.message(), std::nullopt);
     }
   }
-  if (work && connected_) {
+  // next_attempt_ns_ also holds back a connected link after the destination asked for items
+  // again (HL7 AE, a FHIR entry's 5xx): a retry comes after the backoff, not at once.
+  if (work && connected_ && now >= next_attempt_ns_) {
     std::optional<ScheduledMessage> msg = scheduler_.Next();
     if (msg) {
       DeliveryBatch batch;
@@ -127,7 +129,11 @@ void RequestDestination::Step(std::chrono::milliseconds max_wait) {
         Fail(outcome.failure->reason, outcome.failure->retry_after);
       } else {
         std::size_t delivered = 0;
-        for (const RowOutcome& r : outcome.rows) delivered += r.kind == RowOutcome::Kind::kDelivered;
+        bool retry = false;
+        for (const RowOutcome& r : outcome.rows) {
+          delivered += r.kind == RowOutcome::Kind::kDelivered;
+          retry = retry || r.kind == RowOutcome::Kind::kRetry;
+        }
         scheduler_.OnOutcome(msg->token, outcome.rows, options_.name, clock_.WallMs(), done);
         Report(done);
         if (msg->kind == DeliveryBatch::Kind::kReadings) {
@@ -136,14 +142,12 @@ void RequestDestination::Step(std::chrono::milliseconds max_wait) {
           destination_.events_delivered.fetch_add(delivered, std::memory_order_relaxed);
         }
         // Items the destination asked to get again: not at once, after the backoff.
-        if (delivered + done.dead_letters.size() < outcome.rows.size()) {
-          bool retry = false;
-          for (const RowOutcome& r : outcome.rows) retry = retry || r.kind == RowOutcome::Kind::kRetry;
-          if (retry) {
-            next_attempt_ns_ = clock_.MonotonicNs() +
-                               JitteredBackoffMs(attempts_++, options_.reconnect_min_ms,
-                                                 options_.reconnect_max_ms) * kMsNs;
-          }
+        if (retry) {
+          next_attempt_ns_ = clock_.MonotonicNs() +
+                             JitteredBackoffMs(attempts_++, options_.reconnect_min_ms,
+                                               options_.reconnect_max_ms) * kMsNs;
+        } else {
+          attempts_ = 0;
         }
       }
       wake_self_.Acknowledge();
@@ -151,8 +155,8 @@ void RequestDestination::Step(std::chrono::milliseconds max_wait) {
     }
   }
   std::int64_t wait_ms = max_wait.count();
-  if (work && !connected_) {
-    wait_ms = std::min<std::int64_t>(wait_ms, std::max<std::int64_t>(0, (next_attempt_ns_ - now) / kMsNs));
+  if (work && now < next_attempt_ns_) {
+    wait_ms = std::min<std::int64_t>(wait_ms, (next_attempt_ns_ - now + kMsNs - 1) / kMsNs);
   }
   // PrepareWait() came before the outbox was looked at, so a commit since then rings the bell.
   pollfd pfd{wake_self_.fd(), POLLIN, 0};

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
+#include "vitalgate/core/patient_directory.h"
+
 namespace vg {
 namespace {
-
-bool Unassigned(const std::string& patient) { return patient.find('/') != std::string::npos; }
 
 // The public id of an item: every canonical object starts with {"id":"...".
 std::string ItemId(std::string_view body) {
@@ -58,7 +58,7 @@ void DeliveryScheduler::AddVolatileEvent(StoredRow row) {
 void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) {
   for (StoredRow& row : rows) {
     batch_cursor_ = std::max(batch_cursor_, row.seq);
-    if (!options_.take_readings || (!options_.take_unassigned && Unassigned(row.patient))) {
+    if (!options_.take_readings || (!options_.take_unassigned && IsPlaceholderPatient(row.patient))) {
       done.batches.push_back(row.seq);
       done.readings += row.count;
       continue;
@@ -120,7 +120,6 @@ std::optional<ScheduledMessage> DeliveryScheduler::Next() {
     msg.kind = item.kind;
     msg.patient = item.patient;
     msg.oldest_rx_ms = item.rx_ms;
-    msg.in_memory = item.in_memory;
     msg.items.push_back(OutboxRow{item.row, item.patient, item.body, item.rx_ms});
     flight.items.push_back(std::move(item));
   } else {
@@ -143,7 +142,6 @@ std::optional<ScheduledMessage> DeliveryScheduler::Next() {
       msg.kind = DeliveryBatch::Kind::kReadings;
       msg.patient = patient;
       msg.oldest_rx_ms = q.front().rx_ms;
-      msg.in_memory = q.front().in_memory;
       msg.items.reserve(n);
       flight.items.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {

@@ -16,9 +16,9 @@ std::string BuildReadingsJson(std::string_view gateway, std::string_view patient
                               std::span<const OutboxRow* const> rows);
 
 // A FHIR R4 Bundle (type "collection") of the readings as docs/fhir.md describes them
-// (vital-signs profiles, blood pressure panels, PHD IG Devices); a row that is not a valid
-// reading fails the whole message with DataLoss naming the row.
-Result<std::string> BuildReadingsFhir(std::string_view gateway, std::string_view patient,
-                                      std::span<const OutboxRow* const> rows);
+// (vital-signs profiles, blood pressure panels, PHD IG Devices). `row_errors` gets, per row,
+// why it is not a valid reading (empty when it is); the Bundle holds the valid ones.
+std::string BuildReadingsFhir(std::string_view gateway, std::string_view patient,
+                              std::span<const OutboxRow* const> rows, std::vector<std::string>& row_errors);
 
 }  // namespace vg

@@ -121,7 +121,9 @@ class Forwarder {
   void LinkLost(std::string_view why);
   void Fill();
   void Report(DoneRows& done);
-  std::string Render(const ScheduledMessage& msg, std::string& topic);
+  // The payload and its topic. `row_errors` (per item, empty when fine) names the stored rows
+  // that cannot be rendered (they never will be); then the payload is not to be sent.
+  std::string Render(const ScheduledMessage& msg, std::string& topic, std::vector<std::string>& row_errors);
   bool Publish(const std::string& topic, const std::string& payload, Inflight entry, bool retain);
   std::string StatusPayload(std::string_view state) const;
 

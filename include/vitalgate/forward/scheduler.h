@@ -48,7 +48,6 @@ struct ScheduledMessage {
   std::string patient;
   std::vector<OutboxRow> items;  // each item's body is one JSON object; seq = its stored row
   std::int64_t oldest_rx_ms = 0;
-  bool in_memory = false;  // the rows were never stored (the outbox is failing)
 };
 
 // Rows this destination is done with, for the store.

@@ -58,11 +58,6 @@ class VolatileQueue {
     has_work_.store(false, std::memory_order_release);
   }
 
-  std::size_t readings() const {
-    std::lock_guard lock(mu_);
-    return readings_;
-  }
-
  private:
   const std::size_t max_readings_;
   mutable std::mutex mu_;

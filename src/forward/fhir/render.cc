@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vitalgate/core/metric.h"
+#include "vitalgate/core/patient_directory.h"
 #include "vitalgate/core/timefmt.h"
 #include "vitalgate/forward/fhir.h"
 #include "terms.h"
@@ -312,8 +313,7 @@ struct Subject {
 Subject MakeSubject(std::string_view patient, const RenderOptions& options, BundleBuilder& builder,
                     const std::string& device_url) {
   Subject s;
-  constexpr std::string_view kUnassigned = "unassigned/";
-  if (patient.empty() || patient.substr(0, kUnassigned.size()) == kUnassigned) {
+  if (patient.empty() || IsPlaceholderPatient(patient)) {
     // No patient: the Observation is about the device itself.
     s.reference = device_url.empty() ? json{{"display", "unassigned device"}}
                                      : json{{"reference", device_url}};

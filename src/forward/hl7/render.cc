@@ -13,6 +13,7 @@
 
 #include "codes.h"
 #include "vitalgate/core/hex.h"
+#include "vitalgate/core/patient_directory.h"
 #include "vitalgate/core/timefmt.h"
 #include "vitalgate/forward/hl7.h"
 
@@ -133,7 +134,7 @@ void WriteMsh(std::string& out, const MessageOptions& o, std::int64_t now_ms,
 }
 
 bool HasPatient(std::string_view patient) {
-  return !patient.empty() && !patient.starts_with("unassigned/");
+  return !patient.empty() && !IsPlaceholderPatient(patient);
 }
 
 // PID (and PV1 with the configured bed/location). A device without a patient is sent with an

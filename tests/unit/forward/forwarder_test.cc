@@ -232,6 +232,37 @@ TEST_F(ForwarderTest, RowsAreReportedForDeletionOnlyAfterThePuback) {
   EXPECT_EQ(rows, (std::vector<std::uint64_t>{1, 4}));
 }
 
+TEST_F(ForwarderTest, AStoredRowThatCannotBeRenderedIsDeadLetteredAndHoldsNothingBack) {
+  ForwarderOptions o;
+  o.format = "fhir";
+  Make(o);
+  StoredRow bad = Readings(1, "p1", 1);
+  bad.body = "{\"id\":\"i-1\",\"metric\":";  // cut short: never a reading
+  Commit({bad, Readings(2, "p1", 2)});
+  // The patient's valid readings go out; the broken row is a dead letter, not a retry forever.
+  ASSERT_TRUE(StepUntil([&] { return On("/readings/p1").size() == 1; }));
+  std::vector<DeadLetter> dead;
+  ASSERT_TRUE(StepUntil([&] {
+    while (delivered_.HasWork()) {
+      DeliveryQueue::Batch b = delivered_.Take();
+      dead.insert(dead.end(), b.dead_letters.begin(), b.dead_letters.end());
+    }
+    return !dead.empty();
+  }));
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].destination, "mqtt");
+  EXPECT_NE(dead[0].reason.find("cannot be rendered"), std::string::npos) << dead[0].reason;
+  EXPECT_EQ(dest_.dead_letters.load(), 1u);
+  // Row 2's two readings, as two Observations; nothing of the broken row.
+  const std::string payload = On("/readings/p1")[0].payload;
+  std::size_t observations = 0;
+  for (std::size_t at = payload.find("\"resourceType\":\"Observation\""); at != std::string::npos;
+       at = payload.find("\"resourceType\":\"Observation\"", at + 1)) {
+    ++observations;
+  }
+  EXPECT_EQ(observations, 2u) << payload;
+}
+
 TEST_F(ForwarderTest, AnAlertGoesAheadOfAReadingsBacklog) {
   broker_.auto_ack = false;
   ForwarderOptions o;
