@@ -24,7 +24,11 @@ std::uint64_t Mix(std::uint64_t h, std::uint64_t v) {
 
 std::uint64_t RecordKeyOf(Metric metric, std::int64_t device_ts_ms, double value,
                         std::optional<std::uint32_t> record_seq) {
+  // The metric and the device's time always: a meter reset or replaced under the same device
+  // id starts its sequence numbers again, and its new records must not pass for old ones.
   std::uint64_t h = 14695981039346656037ull;
+  h = Mix(h, static_cast<std::uint64_t>(metric));
+  h = Mix(h, static_cast<std::uint64_t>(device_ts_ms));
   if (record_seq) {
     h = Mix(h, 1);
     h = Mix(h, *record_seq);
@@ -32,8 +36,6 @@ std::uint64_t RecordKeyOf(Metric metric, std::int64_t device_ts_ms, double value
     std::uint64_t bits = 0;
     std::memcpy(&bits, &value, sizeof bits);
     h = Mix(h, 2);
-    h = Mix(h, static_cast<std::uint64_t>(metric));
-    h = Mix(h, static_cast<std::uint64_t>(device_ts_ms));
     h = Mix(h, bits);
   }
   return h == 0 ? 1 : h;
@@ -211,7 +213,8 @@ void DeviceInput::OnValue(const DecodedValue& v) {
   r.patient = routing_.patient;
   if (routing_.unassigned) r.flags |= kFlagUnassigned;
   if (!v.patient.empty()) {
-    const auto p = patients_.Find(v.patient);
+    // A placeholder ("unassigned/<device>") names no patient, even once it is in the directory.
+    const auto p = IsPlaceholderPatient(v.patient) ? std::nullopt : patients_.Find(v.patient);
     if (!p) {
       Invalid("reading for a patient not in the configuration");
       return;
@@ -234,8 +237,9 @@ void DeviceInput::OnValue(const DecodedValue& v) {
   }
   CheckClock(r, now);
   if ((r.flags & (kFlagSpot | kFlagStored)) != 0 && (r.flags & kFlagDeviceTime) != 0) {
-    r.record_key = RecordKeyOf(r.metric, r.device_ts_ms != 0 ? r.device_ts_ms : r.ts_ms, r.value,
-                             v.record_seq);
+    // The device's own time, before any learned clock offset: a record sent again after the
+    // offset changed is still the same record.
+    r.record_key = RecordKeyOf(r.metric, *v.ts_ms, r.value, v.record_seq);
   }
   if ((r.flags & kFlagQuestionable) != 0) stats_.questionable.fetch_add(1, std::memory_order_relaxed);
   if ((r.flags & kFlagUnassigned) != 0) stats_.unassigned.fetch_add(1, std::memory_order_relaxed);

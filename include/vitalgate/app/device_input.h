@@ -108,8 +108,8 @@ class DeviceInput final : public TransportSink, public CodecSink {
   RateLimiter clock_log_;
 };
 
-// The key that recognises a record sent again: its sequence number, else a hash of its
-// metric, device time and value. Never 0.
+// The key that recognises a record sent again: a hash of its metric, its device time (before
+// any learned clock offset) and its sequence number, else its value. Never 0.
 std::uint64_t RecordKeyOf(Metric metric, std::int64_t device_ts_ms, double value,
                         std::optional<std::uint32_t> record_seq);
 

@@ -209,7 +209,24 @@ TEST_F(DeviceInputTest, SpotChecksAndStoredRecordsGetARecordKeyThatRepeats) {
   EXPECT_NE(r[0].record_key, 0u);
   EXPECT_EQ(r[0].record_key, r[1].record_key);
   EXPECT_NE(r[0].record_key, r[2].record_key);
-  EXPECT_EQ(r[3].record_key, RecordKeyOf(Metric::kGlucose, 0, 0, 7)) << "the record number decides";
+  EXPECT_EQ(r[3].record_key, RecordKeyOf(Metric::kGlucose, kNow - 60'000, 0, 7))
+      << "with a record number, the value does not count";
+  // A meter reset or replaced under the same id numbers its records from 1 again: a record with
+  // a known number but another time is a new one.
+  EXPECT_NE(RecordKeyOf(Metric::kGlucose, kNow - 60'000, 90, 7), RecordKeyOf(Metric::kGlucose, kNow, 90, 7));
+}
+
+TEST_F(DeviceInputTest, ARecordSentAgainAfterTheClockOffsetChangedIsTheSameRecord) {
+  DeviceTimePolicy p;
+  p.spot = true;
+  DeviceInput& in = Make(p);
+  in.OnValue(Value(Metric::kBpSystolic, 120, kNow - 60'000));
+  in.OnDeviceClock(kNow + 30'000);  // the device's clock turns out 30 s fast
+  in.OnValue(Value(Metric::kBpSystolic, 120, kNow - 60'000));
+  auto r = Readings();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_NE(r[0].ts_ms, r[1].ts_ms) << "the offset moves the reading's time";
+  EXPECT_EQ(r[0].record_key, r[1].record_key) << "but not the record's identity";
 }
 
 TEST_F(DeviceInputTest, AnUnassignedDevicesReadingsAreMarkedAndCounted) {
