@@ -3,6 +3,7 @@ loopback, the real vitalgate binary, and an MQTT subscriber. Every wait is bound
 
 import json
 import os
+import queue
 import signal
 import socket
 import ssl
@@ -126,6 +127,7 @@ class Subscriber:
         self.client.on_connect = lambda c, u, f, rc: [c.subscribe(t, qos=1) for t in self.topics]
         self.client.connect("localhost", port, keepalive=30)
         self._stop = threading.Event()
+        self._outgoing = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         if not self.subscribed.wait(10):
@@ -137,7 +139,8 @@ class Subscriber:
         # restarts. Here every failure leads to a reconnect attempt.
         while not self._stop.is_set():
             try:
-                rc = self.client.loop(timeout=0.2)
+                self._publish_queued()
+                rc = self.client.loop(timeout=0.1)
                 if rc == mqtt.MQTT_ERR_SUCCESS:
                     continue
             except (OSError, ValueError):
@@ -167,9 +170,25 @@ class Subscriber:
     def alerts(self):
         return self.payloads("/alerts/")
 
+    def _publish_queued(self):
+        while True:
+            try:
+                topic, payload, done = self._outgoing.get_nowait()
+            except queue.Empty:
+                return
+            done.append(self.client.publish(topic, payload, qos=1))
+
     def publish(self, topic, payload):
-        info = self.client.publish(topic, payload, qos=1)
-        info.wait_for_publish(5)
+        # The network loop's thread writes to the TLS socket; a second writer would corrupt
+        # the TLS stream (OpenSSL "bad length"), so the loop publishes on the caller's behalf.
+        done = []
+        self._outgoing.put((topic, payload, done))
+        deadline = time.monotonic() + 5
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not done:
+            raise AssertionError(f"subscriber: could not publish to {topic}")
+        done[0].wait_for_publish(max(0.1, deadline - time.monotonic()))
 
     def close(self):
         self._stop.set()

@@ -299,8 +299,12 @@ def test_a_client_certificate_the_broker_refuses_is_named_counted_and_alarmed(
         wait_until(lambda: metric(metrics(listen),
                                   'vitalgate_tls_failures_total{reason="client_certificate_rejected"}') >= 1,
                    10, what="the counter")
-        # The certificate alarm is raised (kept in the outbox until the broker takes it).
-        wait_until(lambda: "certificate: " in gw.logs() and "refuses" in gw.logs(), 10, what="the alarm")
+        # The certificate alarm is raised, high (kept in the outbox until the broker takes it).
+        wait_until(lambda: metric(metrics(listen), 'vitalgate_alarms_open{kind="technical",priority="high"}') >= 1,
+                   10, what="the high technical alarm open")
+        status = json.loads(urllib.request.urlopen(f"http://{listen}/api/status", timeout=5).read())
+        assert any(a.get("what") == "certificate" and a["priority"] == "high" for a in status["alarms"]), \
+            status["alarms"]
         assert gw.proc.poll() is None, "monitoring goes on"
     finally:
         broker.stop()

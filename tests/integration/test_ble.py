@@ -16,7 +16,7 @@ from pathlib import Path
 import dbus
 import pytest
 
-from conftest import BINARY, base_config, wait_until
+from conftest import base_config, wait_until
 
 FAKE = Path(__file__).with_name("fake_bluez.py")
 PYTHON = sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3"
@@ -298,18 +298,8 @@ def test_records_a_meter_repeats_despite_the_filter_are_not_forwarded_twice(
 CURRENT_TIME = bytes([0xEA, 0x07, 11, 30, 5, 17, 42, 1, 0x80, 0x01])
 
 
-def gatt_decodes(uuid):
-    """Whether this build's gatt codec decodes `uuid`: the ble transport reads and subscribes
-    only to the characteristics the device's codec decodes."""
-    r = subprocess.run([BINARY, "decode", "gatt", uuid, CURRENT_TIME.hex()],
-                       capture_output=True, text=True, timeout=30)
-    return f"unsupported characteristic {uuid}" not in r.stderr
-
-
 def test_current_time_is_read_at_every_connection_and_followed_when_it_notifies(
         broker, subscribe, gateway_factory, certs, tmp_path, bluez):
-    if not gatt_decodes("2A2B"):
-        pytest.skip("the gatt codec of this build does not decode Current Time (2A2B)")
     bluez.ctl.EnableCurrentTime(dbus.ByteArray(CURRENT_TIME))
     gw = gateway_factory(base_config(tmp_path, broker.port, certs, [ble_device(bluez.bus)],
                                      rules=TECHNICAL_ONLY)).start()

@@ -80,9 +80,10 @@ def test_fhir_gets_every_reading_once_through_a_cut_link_sigkill_and_503s_while_
         fhir.stop()
         time.sleep(2)
         fhir.start(fhir_port)
-        # 2. A 503 storm with Retry-After.
+        # 2. A 503 storm with Retry-After: at least two requests answered 503.
+        asked = len(fhir.received())
         fhir.set_mode("unavailable", retry_after=1)
-        time.sleep(3)
+        wait_until(lambda: len(fhir.received()) >= asked + 2, 15, what="requests answered 503")
         fhir.set_mode("ok")
         # 3. SIGKILL while delivering, then a restart.
         time.sleep(1)
@@ -181,9 +182,10 @@ def test_hl7_gets_everything_through_ae_a_listener_closing_mid_message_and_sigki
         pacer = Pacer(feed, 50, PATIENTS).start()
         engine.wait_for(5, timeout=30)
         engine.set_mode("ae", n=2, text="busy, try again")
-        time.sleep(2)
+        wait_until(lambda: any(r.answer == "AE" for r in engine.received()), 15, what="an AE answer")
         engine.set_mode("close", n=3)
-        time.sleep(2)
+        wait_until(lambda: sum(r.answer == "close" for r in engine.received()) >= 3, 15,
+                   what="three connections closed mid-exchange")
         engine.set_mode("aa")
         before_kill = pacer.seq
         gw.kill()
