@@ -307,9 +307,8 @@ void OutboxWriter::GoVolatile() {
     spdlog::error("storage: still failing; forwarding readings from memory without a durable copy");
   }
   if (volatile_mode_ && !batches_.empty()) {
-    std::vector<std::string> patients;
-    for (const StoredRow& r : batches_) patients.push_back(r.patient);
-    const std::size_t dropped = volatile_.PushBatches(std::move(batches_));
+    std::vector<std::string> patients;  // whose readings were dropped, the oldest held
+    const std::size_t dropped = volatile_.PushBatches(std::move(batches_), &patients);
     batches_.clear();
     open_row_.clear();
     pending_readings_ = 0;

@@ -16,6 +16,7 @@
 // - `alerts`: one row per alert event or audit event (`kind`), keyed by the event's sequence.
 // - `acked`: per row, a bit per destination that has acknowledged it; a row is deleted once all
 //   configured destinations' bits are set. Destinations are numbered in `destinations`.
+//   `batches_backlog` (acked, seq, count, rx_ms) covers the backlog queries (schema 3).
 // - `dead_letters`, `open_alarms`, `assignments`, `records`, `audit_log`: see their structs.
 #pragma once
 
@@ -30,7 +31,7 @@
 
 namespace vg {
 
-inline constexpr int kOutboxSchemaVersion = 2;
+inline constexpr int kOutboxSchemaVersion = 3;
 
 // One deliverable item: a reading, or an alert or audit event.
 struct OutboxRow {

@@ -7,10 +7,12 @@
 // Outside the reading->alert hot path; a mutex is fine. Thread-safety: any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "vitalgate/store/outbox.h"
@@ -28,8 +30,9 @@ class VolatileQueue {
   }
 
   // Batches of readings (format kBatch). Returns how many of the oldest queued readings had to
-  // be dropped to stay within the bound.
-  std::size_t PushBatches(std::vector<StoredRow>&& rows) {
+  // be dropped to stay within the bound; the patients they belonged to are added to
+  // `dropped_patients` (each once).
+  std::size_t PushBatches(std::vector<StoredRow>&& rows, std::vector<std::string>* dropped_patients = nullptr) {
     std::lock_guard lock(mu_);
     for (StoredRow& r : rows) {
       readings_ += r.count;
@@ -39,6 +42,11 @@ class VolatileQueue {
     while (readings_ > max_readings_ && !batches_.empty()) {
       readings_ -= batches_.front().count;
       dropped += batches_.front().count;
+      if (dropped_patients != nullptr &&
+          std::find(dropped_patients->begin(), dropped_patients->end(), batches_.front().patient) ==
+              dropped_patients->end()) {
+        dropped_patients->push_back(batches_.front().patient);
+      }
       batches_.pop_front();
     }
     has_work_.store(!events_.empty() || !batches_.empty(), std::memory_order_release);

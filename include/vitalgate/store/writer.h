@@ -83,9 +83,9 @@ struct StoreCommand {
 // The hash of an audit entry: SHA-256 over its fields and the previous entry's hash, hex.
 std::string AuditHash(const AuditEntry& entry);
 // Checks a run of audit entries: each hash recomputes, each entry links to the one before
-// (the first to `chain_start`), sequence numbers have no gap, and the last entry is the head
-// the store recorded (`head_seq`, 0 = not checked), so an edited, deleted or truncated entry is
-// found.
+// (the first to `chain_start`) and sequence numbers have no gap, so an edited or deleted entry
+// is found. Whether the last entry is the head the store recorded (a truncated chain) is the
+// caller's check (`vitalgate audit verify` makes it).
 struct AuditCheck {
   bool ok = true;
   std::string problem;  // the first problem, naming the entry

@@ -149,6 +149,44 @@ TEST_F(OutboxTest, ARowStaysUntilEveryDestinationHasIt) {
   EXPECT_EQ(backlog->readings, 1u);
 }
 
+TEST_F(OutboxTest, ASchemaTwoOutboxGainsTheBacklogIndexAndItsBacklogIsCounted) {
+  std::vector<int> bits;
+  {
+    auto store = Open({"mqtt", "ehr"});
+    bits = store->destination_bits();
+    WriteBatch b;
+    b.batches = {Batch(1, "p", 3), Batch(4, "q", 2), Batch(6, "p", 1)};
+    ASSERT_TRUE(store->Commit(b).ok());
+    ASSERT_TRUE(store->Commit(Ack(bits[0], {1, 4, 6})).ok());
+    ASSERT_TRUE(store->Commit(Ack(bits[1], {1})).ok());
+  }
+  // Make it the file schema 2 wrote: no index, schema 2 in meta.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP INDEX batches_backlog; UPDATE meta SET value='2' WHERE key='schema'",
+                         nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  OpenReport report;
+  auto store = Open({"mqtt", "ehr"}, &report);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(report.migrated_from, 2);
+  auto reader = OutboxReader::Open(path_);
+  ASSERT_TRUE(reader.ok());
+  // mqtt has everything; ehr lacks the rows 4 and 6 (three readings), the oldest being row 4.
+  auto ehr = (*reader)->CountUnacked(bits[1]);
+  ASSERT_TRUE(ehr.ok()) << ehr.status().message();
+  EXPECT_EQ(ehr->readings, 3u);
+  auto mqtt = (*reader)->CountUnacked(bits[0]);
+  ASSERT_TRUE(mqtt.ok());
+  EXPECT_EQ(mqtt->readings, 0u);
+  auto oldest = (*reader)->OldestUnackedRxMs(bits[1]);
+  ASSERT_TRUE(oldest.ok()) << oldest.status().message();
+  EXPECT_EQ(*oldest, Batch(4, "q", 2).rx_ms);
+  auto none = (*reader)->OldestUnackedRxMs(bits[0]);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+}
+
 TEST_F(OutboxTest, ADestinationRemovedFromTheConfigNoLongerHoldsRowsBack) {
   {
     auto store = Open({"mqtt", "ehr"});
