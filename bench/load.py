@@ -13,15 +13,21 @@ client certificate, and reports:
   gateway CPU (user+system seconds per second) and peak RSS (VmHWM) for each phase
   nodered     the same readings through Node-RED 4 (tcp in -> json -> threshold function ->
               mqtt out over mutual TLS), installed from npm into bench/.node-red on first use
+  fhir        the throughput run with a FHIR destination added: every reading goes to the broker
+              and, as transaction Bundles over HTTPS, to a lean FHIR sink (it answers each
+              Bundle with a transaction-response and counts the readings); rows leave the
+              outbox when both have acknowledged them
 
 Broker-side drops are checked in mosquitto's log (its queues are sized for the test).
 
   bench/load.py --binary build/release/src/vitalgate                 # every phase
   bench/load.py --phases throughput --seconds 20 --patients 100 --metrics 10
   bench/load.py --phases nodered,throughput                          # the side by side
+  bench/load.py --phases throughput,fhir                             # MQTT alone vs MQTT + FHIR
 """
 
 import argparse
+import http.server
 import json
 import os
 import random
@@ -111,14 +117,17 @@ class Converter:
 
 
 class Workload:
-    """Pre-rendered jsonl for `patients` x `metrics`, with increasing time stamps."""
+    """Pre-rendered jsonl for `patients` x `metrics`. The lines carry no time stamp, as from a
+    converter without a clock: the gateway stamps each reading with its receive time (a
+    recording's old time stamps would be implausible device times, and chunks sent again would
+    step the device's clock back)."""
 
     def __init__(self, patients, metrics, prefix="p"):
         self.patients = [f"{prefix}-{i:04d}" for i in range(patients)]
         self.metrics = METRICS[:metrics]
         self.rng = random.Random(1)
 
-    def chunk(self, n, t_ms):
+    def chunk(self, n):
         rng = self.rng
         lines = []
         per_tick = len(self.patients) * len(self.metrics)
@@ -127,8 +136,7 @@ class Workload:
             p = self.patients[k // len(self.metrics)]
             name, lo, hi = self.metrics[k % len(self.metrics)]
             v = round(rng.uniform(lo, hi), 1 if name in ("temperature", "perfusion_index") else 0)
-            lines.append('{"metric":"%s","value":%s,"patient":"%s","ts":"%s"}\n'
-                         % (name, v, p, iso(t_ms + (i // per_tick))))
+            lines.append('{"metric":"%s","value":%s,"patient":"%s"}\n' % (name, v, p))
         return "".join(lines).encode()
 
 
@@ -173,6 +181,59 @@ class Subscriber:
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class FhirSink:
+    """A FHIR server as lean as one can be: HTTPS, keep-alive, answers every transaction Bundle
+    with a transaction-response of one 201 per entry and counts the readings it carries (each
+    valueQuantity: a lone Observation's value or a BP panel's component). It does not validate;
+    the integration tests do that. What it measures is the gateway's side of the exchange."""
+
+    def __init__(self, certs):
+        sink = self
+        self.lock = threading.Lock()
+        self.readings = 0
+        self.requests = 0
+        self.first = None
+        self.last = None
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *_):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                entries = body.count(b'"request":')
+                answer = ('{"resourceType":"Bundle","type":"transaction-response","entry":['
+                          + ",".join(['{"response":{"status":"201 Created"}}'] * entries) + "]}").encode()
+                # Status line, headers and body in one write.
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+                now = time.time() * 1000
+                with sink.lock:
+                    sink.readings += body.count(b'"valueQuantity"')
+                    sink.requests += 1
+                    if sink.first is None:
+                        sink.first = now
+                    sink.last = now
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(certs / "server.crt"), str(certs / "server.key"))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def snapshot(self):
+        with self.lock:
+            return self.readings, self.requests
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Bench:
@@ -229,7 +290,7 @@ tls_version tlsv1.2
         log = (self.work / "mosquitto.log").read_text(errors="replace")
         return [l for l in log.splitlines() if "dropp" in l.lower()]
 
-    def start_gateway(self, converter_port, patients, extra_rules=None, port=None):
+    def start_gateway(self, converter_port, patients, extra_rules=None, port=None, destinations=None):
         db = self.work / "buffer.db"
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
@@ -240,7 +301,7 @@ tls_version tlsv1.2
                      "tls": {"ca_file": str(self.certs / "ca.crt"),
                              "cert_file": str(self.certs / "client.crt"),
                              "key_file": str(self.certs / "client.key")},
-                     "max_inflight": 256, "max_readings_per_message": 100,
+                     "max_inflight": self.args.max_inflight, "max_readings_per_message": 100,
                      "reconnect_min_ms": 100, "reconnect_max_ms": 500},
             "http": {"listen": ""},
             "patients": [{"id": p} for p in patients],
@@ -252,6 +313,8 @@ tls_version tlsv1.2
         }
         if extra_rules:
             cfg["rules"].update(extra_rules)
+        if destinations:
+            cfg["destinations"] = destinations
         path = self.work / "vitalgate.json"
         path.write_text(json.dumps(cfg))
         log = open(self.work / "vitalgate.log", "ab")
@@ -261,19 +324,27 @@ tls_version tlsv1.2
 
     # --- phases ------------------------------------------------------------------------------
 
-    def run_throughput(self, rate=None, label="throughput"):
+    def run_throughput(self, rate=None, label="throughput", fhir=False):
         a = self.args
         conv = Converter()
         wl = Workload(a.patients, a.metrics)
         sub = Subscriber(self.broker_port, self.certs, ["vitalgate/v1/ward7-gw1/readings/#"], "load-sub")
-        gw = self.start_gateway(conv.port, wl.patients)
+        sink = FhirSink(self.certs) if fhir else None
+        destinations = None
+        if sink:
+            destinations = [{"type": "fhir", "name": "ehr", "kinds": ["readings", "alerts"],
+                             "url": f"https://localhost:{sink.port}/fhir",
+                             "tls": {"ca_file": str(self.certs / "ca.crt")},
+                             "reconnect_min_ms": 100, "reconnect_max_ms": 500}]
+        gw = self.start_gateway(conv.port, wl.patients, destinations=destinations)
         proc = Proc(gw.pid)
         conv.wait_client()
         time.sleep(1.0)
         per_chunk = 5000
-        chunks = [wl.chunk(per_chunk, 1_795_323_600_000 + i * 1000) for i in range(20)]
+        chunks = [wl.chunk(per_chunk) for _ in range(20)]
         sent = 0
         t0 = time.monotonic()
+        t0_wall = time.time() * 1000
         cpu0 = proc.cpu()
         stop_at = t0 + a.seconds
         i = 0
@@ -286,16 +357,18 @@ tls_version tlsv1.2
                 if ahead > 0:
                     time.sleep(ahead)
         send_s = time.monotonic() - t0
-        # Delivered rate in steady state: the middle of the run, not the ramp.
-        deadline = time.monotonic() + 120
+        # Wait for everything to arrive (at the FHIR sink too, which may trail the broker).
+        deadline = time.monotonic() + (a.fhir_wait if sink else 120)
         while time.monotonic() < deadline:
             n, _ = sub.snapshot()
-            if n >= sent:
+            f = sink.snapshot()[0] if sink else sent
+            if n >= sent and f >= sent:
                 break
             time.sleep(0.2)
         n, _ = sub.snapshot()
         cpu = proc.cpu() - cpu0
         elapsed = time.monotonic() - t0
+        # Delivered rate: first to last delivery at the subscriber, not the ramp before it.
         total_s = (sub.last - sub.first) / 1000 if sub.last and sub.first else float("nan")
         peak = proc.rss_kb("VmHWM")
         gw.send_signal(signal.SIGTERM)
@@ -305,6 +378,16 @@ tls_version tlsv1.2
                   "delivered_rate": n / total_s if total_s else 0,
                   "gateway_cpu_cores": cpu / elapsed, "peak_rss_mb": peak / 1024,
                   "lost": sent - n}
+        if sink:
+            f, requests = sink.snapshot()
+            fhir_s = (sink.last - sink.first) / 1000 if sink.last and sink.first else float("nan")
+            last = max(sink.last or 0, sub.last or 0)
+            result.update({"fhir_delivered": f, "fhir_requests": requests,
+                           "fhir_delivered_rate": f / fhir_s if fhir_s else 0,
+                           "fhir_lost": sent - f,
+                           # Both destinations done: from the first send to the last delivery.
+                           "both_delivered_rate": min(n, f) / ((last - t0_wall) / 1000)})
+            sink.close()
         self.results[label] = result
         return result
 
@@ -326,12 +409,10 @@ tls_version tlsv1.2
 
         def background():
             per = max(1, rate // 100)  # 100 chunks a second
-            t = 1_795_323_600_000
             start = time.monotonic()
             sent = 0
             while not stop.is_set():
-                conv.send(wl.chunk(per, t))
-                t += 10
+                conv.send(wl.chunk(per))
                 sent += per
                 ahead = sent / rate - (time.monotonic() - start)
                 if ahead > 0:
@@ -386,9 +467,9 @@ tls_version tlsv1.2
         conv.wait_client()
         backlog = a.backlog
         per_chunk = 5000
-        t = 1_795_323_600_000
-        for i in range(backlog // per_chunk):
-            conv.send(wl.chunk(per_chunk, t + i * 1000))
+        chunk = wl.chunk(per_chunk)
+        for _ in range(backlog // per_chunk):
+            conv.send(chunk)
         # Wait until all of it is committed (the outbox row count stops growing).
         db = self.work / "buffer.db"
         import sqlite3
@@ -396,7 +477,7 @@ tls_version tlsv1.2
         while time.monotonic() < deadline:
             try:
                 con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-                rows = con.execute("SELECT count(*) FROM readings").fetchone()[0]
+                rows = con.execute("SELECT coalesce(sum(count), 0) FROM batches").fetchone()[0]
                 con.close()
             except sqlite3.Error:
                 rows = 0
@@ -496,7 +577,7 @@ tls_version tlsv1.2
         conv.wait_client(timeout=60)
         time.sleep(2.0)
         per_chunk = 5000
-        chunks = [wl.chunk(per_chunk, 1_795_323_600_000 + i * 1000) for i in range(20)]
+        chunks = [wl.chunk(per_chunk) for _ in range(20)]
         sent, i = 0, 0
         t0 = time.monotonic()
         cpu0 = proc.cpu()
@@ -540,6 +621,10 @@ def main():
     p.add_argument("--alarms", type=int, default=400)
     p.add_argument("--alarm-rate", type=float, default=20)
     p.add_argument("--backlog", type=int, default=500000)
+    p.add_argument("--max-inflight", type=int, default=256,
+                   help="the gateway's mqtt.max_inflight (its default is 64)")
+    p.add_argument("--fhir-wait", type=float, default=900,
+                   help="seconds the fhir phase waits for the sink to receive everything")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     a = p.parse_args()
@@ -556,6 +641,8 @@ def main():
                 r = b.run_drain()
             elif phase == "nodered":
                 r = b.run_nodered()
+            elif phase == "fhir":
+                r = b.run_throughput(a.rate or None, label="fhir", fhir=True)
             else:
                 raise SystemExit(f"unknown phase {phase}")
             print(json.dumps(r, indent=1), flush=True)

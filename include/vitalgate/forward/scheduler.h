@@ -38,7 +38,7 @@ struct SchedulerOptions {
   bool take_alerts = true;
   bool take_audit = true;
   bool take_unassigned = true;  // readings of devices without a patient
-  std::size_t max_pending_items = 20000;  // read ahead at most this many readings
+  std::size_t max_pending_items = 8192;  // read ahead at most this many readings
 };
 
 // One message to send: one event, or readings of one patient.

@@ -260,6 +260,10 @@ class FhirLink final : public RequestLink {
       Close();
       return Unavailable(describe_ + ": connect: " + ec.message());
     }
+    // A request's last segment must not wait for the previous one's delayed ACK (Nagle): one
+    // request is in flight at a time, so that wait would be paid on every Bundle.
+    beast::error_code ignored;
+    plain_->socket().set_option(asio::ip::tcp::no_delay(true), ignored);
     if (!url_.tls) return Status::Ok();
     tls_stream_ = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*plain_), *ssl_ctx_);
     plain_.reset();
