@@ -285,7 +285,10 @@ class Gateway:
 
 
 # Most recordings in these tests are stamped 2026-11-22 and played as live streams: devices that
-# do not say otherwise accept time stamps that far behind the gateway's clock.
+# do not say otherwise accept time stamps that far behind the gateway's clock. max_behind_s
+# allows at most a year, so these recordings play as live streams until 2027-11-22; after that
+# they need stamping again.
+RECORDED_AT = 1795323600  # 2026-11-22T05:00:00Z
 RECORDED_CLOCK = {"max_behind_s": 365 * 86400, "max_record_age_s": 365 * 86400}
 
 
@@ -431,7 +434,7 @@ class Pacer:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def line(self, seq, patient):
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1795323600 + seq // 1000))
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(RECORDED_AT + seq // 1000))
         return json.dumps({"metric": self.metric, "value": 40 + seq % 100, "patient": patient,
                            "ts": f"{ts}.{seq % 1000:03d}Z"})
 

@@ -287,8 +287,10 @@ def test_a_device_clock_in_a_dst_zone_loses_nothing_across_the_change(
     conv = MasimoConverter()
     sub = Subscriber(broker.port, certs)
     try:
+        # Old enough records are implausible; these must stay plausible whatever today is.
+        age_s = int((now_utc() - datetime(2026, 10, 1, tzinfo=timezone.utc)).total_seconds())
         dev = {"id": "mon-1", "patient": "p-001", "timezone": "Australia/Sydney", "spot": True,
-               "clock": {"max_record_age_s": 200 * 86400},
+               "clock": {"max_record_age_s": age_s + 30 * 86400},
                "codec": {"type": "masimo", "timestamps": "device"},
                "transport": {"type": "tcp", "host": "127.0.0.1", "port": conv.port}}
         gateway_factory(base_config(tmp_path, broker.port, certs, [dev], rules=SPO2_ONLY)).start()
