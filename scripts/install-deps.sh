@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vitalgate needs to build, test and run its demo, from Debian 12 packages only.
-# Run as root (or with sudo available). Set VITALGATE_SKIP_INSTALL=1 to skip.
+# Run as root (or with sudo available). Set VITALGATE_SKIP_INSTALL=1 to skip;
+# VITALGATE_EXTRA_PACKAGES adds packages a script needs beyond these (e.g. lcov for coverage).
 set -euo pipefail
 [ "${VITALGATE_SKIP_INSTALL:-0}" = 1 ] && exit 0
 
@@ -19,6 +20,8 @@ packages=(
 # Node.js and npm run the FHIR validator of the tests (tests/fhir); a Node.js that brings its
 # own npm (e.g. from another repository) is kept as it is.
 command -v npm >/dev/null || packages+=(nodejs npm)
+read -r -a extra <<<"${VITALGATE_EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
