@@ -469,10 +469,9 @@ class Pacer:
 
 def seq_of(reading):
     """The sequence number a Pacer encoded in a reading's time stamp (ms since its epoch)."""
-    from datetime import datetime
-    t = datetime.strptime(reading["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
-    epoch = datetime(2026, 11, 22, 5, 0, 0)
-    delta = t - epoch
+    from datetime import datetime, timezone
+    t = datetime.strptime(reading["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    delta = t - datetime.fromtimestamp(RECORDED_AT, timezone.utc)
     return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
