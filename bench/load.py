@@ -9,7 +9,8 @@ client certificate, and reports:
   latency     alert latency (reading injected -> alert at the subscriber), p50/p99/max, while
               background readings flow at --background-rate
   drain       backlog drain rate after a link outage, and the latency of an alert raised while
-              the backlog drains (alerts go first)
+              the backlog drains (alerts go first), at the subscriber that takes everything and
+              at an alarm view subscribed to alerts alone
   gateway CPU (user+system seconds per second) and peak RSS (VmHWM) for each phase
   nodered     the same readings through Node-RED 4 (tcp in -> json -> threshold function ->
               mqtt out over mutual TLS), installed from npm into bench/.node-red on first use
@@ -488,22 +489,32 @@ tls_version tlsv1.2
         size = sum(Path(str(db) + s).stat().st_size for s in ("", "-wal") if Path(str(db) + s).exists())
         self.start_broker()
         sub = Subscriber(self.broker_port, self.certs, ["vitalgate/v1/ward7-gw1/#"], "load-drain")
+        # An alarm view subscribes to alerts alone: its queue at the broker holds no readings, so
+        # what it sees is the gateway's (and the broker's) share of the latency; `sub`, which
+        # takes everything, sees the alert only after the readings the broker queued for it.
+        alarm_view = Subscriber(self.broker_port, self.certs, ["vitalgate/v1/ward7-gw1/alerts/#"],
+                                "load-drain-alarms")
         cpu0 = proc.cpu()
         t0 = time.monotonic()
         time.sleep(1.0)
         inject = int(time.time() * 1000)
         conv.send(('{"metric":"spo2","value":80,"patient":"alarm-0","ts":"%s"}\n' % iso(inject)).encode())
         alert_latency = None
+        view_latency = None
         readings_before_alert = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             n, _ = sub.snapshot()
             with sub.lock:
                 hit = [t for t, e in sub.alerts if e.get("patient") == "alarm-0"]
+            with alarm_view.lock:
+                seen = [t for t, e in alarm_view.alerts if e.get("patient") == "alarm-0"]
             if hit and alert_latency is None:
                 alert_latency = hit[0] - inject
                 readings_before_alert = n
-            if n >= backlog + 1 and alert_latency is not None:
+            if seen and view_latency is None:
+                view_latency = seen[0] - inject
+            if n >= backlog + 1 and alert_latency is not None and view_latency is not None:
                 break
             time.sleep(0.2)
         n, _ = sub.snapshot()
@@ -513,8 +524,10 @@ tls_version tlsv1.2
         gw.send_signal(signal.SIGTERM)
         gw.wait(30)
         sub.close()
+        alarm_view.close()
         result = {"backlog": backlog, "outbox_mb": size / 1e6, "delivered": n,
                   "drain_rate": n / drain_s if drain_s else 0, "alert_latency_ms": alert_latency,
+                  "alert_latency_alarm_view_ms": view_latency,
                   "readings_delivered_before_the_alert": readings_before_alert,
                   "rss_with_backlog_mb": rss_backlog / 1024, "peak_rss_mb": peak / 1024,
                   "gateway_cpu": cpu}

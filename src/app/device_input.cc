@@ -134,7 +134,10 @@ void DeviceInput::OnLink(bool up, std::string_view reason) {
 }
 
 void DeviceInput::Invalid(std::string_view why) {
+  // Never silent: counted, logged, and counted by the engine with undecodable frames towards
+  // the device's `bad_frames` technical alarm.
   stats_.invalid.fetch_add(1, std::memory_order_relaxed);
+  OnCondition(DeviceCondition::kBadFrames, true);
   std::uint64_t suppressed = 0;
   if (invalid_log_.Allow(clock_.MonotonicNs(), suppressed)) {
     if (suppressed > 0) {

@@ -714,7 +714,7 @@ void Engine::OnDecodeError(DeviceIndex d, std::int64_t wall_ms, std::int64_t mon
   const int limit = rules_->For(devices_[d].patient).technical.bad_frames_per_min;
   if (ds.bad_in_window >= limit) {
     SetDeviceCondition(d, DeviceCondition::kBadFrames, true, wall_ms,
-                       "device " + devices_[d].id + ": many undecodable frames", sink);
+                       "device " + devices_[d].id + ": many undecodable frames or refused readings", sink);
   }
 }
 

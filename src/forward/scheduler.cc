@@ -34,25 +34,22 @@ void DeliveryScheduler::AddEvents(std::vector<StoredRow> rows, DoneRows& done) {
       continue;
     }
     rows_[row.seq] = RowProgress{1, 0, true};
-    Item item;
-    item.row = row.seq;
-    item.body = std::move(row.body);
-    item.rx_ms = row.rx_ms;
-    item.kind = audit ? DeliveryBatch::Kind::kAudit : DeliveryBatch::Kind::kAlert;
-    item.patient = std::move(row.patient);
-    events_.push_back(std::move(item));
+    events_.push_back(Whole(std::move(row), false));
   }
 }
 
-void DeliveryScheduler::AddVolatileEvent(StoredRow row) {
+void DeliveryScheduler::AddVolatileEvent(StoredRow row) { events_.push_back(Whole(std::move(row), true)); }
+
+DeliveryScheduler::Item DeliveryScheduler::Whole(StoredRow&& row, bool in_memory) {
   Item item;
   item.row = row.seq;
-  item.body = std::move(row.body);
+  item.size = static_cast<std::uint32_t>(row.body.size());
+  item.text = std::make_shared<const std::string>(std::move(row.body));
   item.rx_ms = row.rx_ms;
-  item.in_memory = true;
+  item.in_memory = in_memory;
   item.kind = row.kind == EventKind::kAudit ? DeliveryBatch::Kind::kAudit : DeliveryBatch::Kind::kAlert;
   item.patient = std::move(row.patient);
-  events_.push_back(std::move(item));
+  return item;
 }
 
 void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) {
@@ -76,20 +73,30 @@ void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) 
     }
     rows_[row.seq] = RowProgress{static_cast<std::uint32_t>(parts.size()), 0, false};
     std::deque<Item>& q = PatientQueue(row.patient);
-    for (Item& item : Items(row, parts, false)) q.push_back(std::move(item));
+    for (Item& item : Items(std::move(row), parts, false)) q.push_back(std::move(item));
     pending_items_ += parts.size();
   }
 }
 
 std::vector<DeliveryScheduler::Item> DeliveryScheduler::Items(
-    const StoredRow& row, const std::vector<std::string_view>& parts, bool in_memory) {
+    StoredRow&& row, const std::vector<std::string_view>& parts, bool in_memory) {
+  // Offsets first: moving a short body (held inside the string) moves its characters.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> spans;
+  spans.reserve(parts.size());
+  for (std::string_view part : parts) {
+    spans.emplace_back(static_cast<std::uint32_t>(part.data() - row.body.data()),
+                       static_cast<std::uint32_t>(part.size()));
+  }
+  auto text = std::make_shared<const std::string>(std::move(row.body));
   std::vector<Item> items;
   items.reserve(parts.size());
-  for (std::size_t i = 0; i < parts.size(); ++i) {
+  for (std::size_t i = 0; i < spans.size(); ++i) {
     Item item;
     item.row = row.seq;
     item.index = static_cast<std::uint32_t>(i);
-    item.body = std::string(parts[i]);
+    item.text = text;
+    item.offset = spans[i].first;
+    item.size = spans[i].second;
     item.rx_ms = row.rx_ms;
     item.in_memory = in_memory;
     item.patient = row.patient;
@@ -106,9 +113,10 @@ void DeliveryScheduler::AddVolatileBatch(StoredRow row) {
   // In seq order with what the outbox still holds for this patient.
   auto pos = std::upper_bound(q.begin(), q.end(), row.seq,
                               [](std::uint64_t seq, const Item& it) { return seq < it.row; });
-  std::vector<Item> items = Items(row, parts, true);
+  const std::size_t n = parts.size();
+  std::vector<Item> items = Items(std::move(row), parts, true);
   q.insert(pos, std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
-  pending_items_ += parts.size();
+  pending_items_ += n;
 }
 
 std::optional<ScheduledMessage> DeliveryScheduler::Next() {
@@ -120,7 +128,7 @@ std::optional<ScheduledMessage> DeliveryScheduler::Next() {
     msg.kind = item.kind;
     msg.patient = item.patient;
     msg.oldest_rx_ms = item.rx_ms;
-    msg.items.push_back(OutboxRow{item.row, item.patient, item.body, item.rx_ms});
+    msg.items.push_back(OutboxRow{item.row, item.patient, std::string(item.body()), item.rx_ms});
     flight.items.push_back(std::move(item));
   } else {
     while (!turns_.empty()) {
@@ -147,7 +155,7 @@ std::optional<ScheduledMessage> DeliveryScheduler::Next() {
       for (std::size_t i = 0; i < n; ++i) {
         Item& item = q.front();
         msg.oldest_rx_ms = std::min(msg.oldest_rx_ms, item.rx_ms);
-        msg.items.push_back(OutboxRow{item.row, patient, item.body, item.rx_ms});
+        msg.items.push_back(OutboxRow{item.row, patient, std::string(item.body()), item.rx_ms});
         flight.items.push_back(std::move(item));
         q.pop_front();
       }
@@ -222,10 +230,10 @@ void DeliveryScheduler::OnOutcome(std::uint64_t token, const std::vector<RowOutc
                  : item.kind == DeliveryBatch::Kind::kAlert  ? "alert"
                                                              : "audit";
         d.patient = item.patient;
-        d.item_id = ItemId(item.body);
+        d.item_id = ItemId(item.body());
         d.reason = outcomes[i].reason;
         d.ts_ms = now_ms;
-        d.body = item.body;
+        d.body = std::string(item.body());
         done.dead_letters.push_back(std::move(d));
         Finish(item, done);
         break;

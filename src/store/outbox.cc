@@ -309,6 +309,7 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   if (*mode != "wal") return Unavailable("storage: cannot switch " + path_ + " to WAL mode");
   VG_RETURN_IF_ERROR(db.Exec(options.synchronous_full ? "PRAGMA synchronous=FULL"
                                                       : "PRAGMA synchronous=NORMAL"));
+  VG_RETURN_IF_ERROR(db.Exec("PRAGMA secure_delete=FAST"));
   auto check = db.QueryText("PRAGMA quick_check");
   if (!check.ok()) return check.status();
   if (*check != "ok") return DataLoss("storage: integrity check of " + path_ + " failed");
@@ -775,6 +776,9 @@ Result<std::unique_ptr<OutboxReader>> OutboxReader::Open(const std::string& path
   r->impl_ = std::make_unique<Impl>();
   VG_RETURN_IF_ERROR(r->impl_->db.Open(path, SQLITE_OPEN_READONLY, vfs));
   sqlite3_busy_timeout(r->impl_->db.get(), 5000);
+  // A destination reads each row once, just after it was written: a small page cache does
+  // (SQLite's default is 2 MB per connection).
+  VG_RETURN_IF_ERROR(r->impl_->db.Exec("PRAGMA cache_size=-256"));
   VG_RETURN_IF_ERROR(r->impl_->events.Prepare(
       r->impl_->db.get(),
       "SELECT seq, patient, rx_ms, 1, format, kind, body FROM alerts "

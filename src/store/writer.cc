@@ -260,16 +260,45 @@ void OutboxWriter::Fill() {
       room);
   if (delivered_.HasWork()) {
     DeliveryQueue::Batch d = delivered_.Take();
-    for (DestinationAcks& a : d.acks) side_.acks.push_back(std::move(a));
+    for (DestinationAcks& a : d.acks) acks_waiting_.push_back(std::move(a));
     for (DeadLetter& dl : d.dead_letters) {
       dl.body = Seal(std::move(dl.body), true, RowFormat::kSingle, 0);
       side_.dead_letters.push_back(std::move(dl));
     }
   }
+  TakeAcks();
+}
+
+void OutboxWriter::TakeAcks() {
+  std::size_t taken = 0;
+  for (const DestinationAcks& a : side_.acks) taken += a.batches.size() + a.events.size();
+  const std::size_t limit = std::max<std::size_t>(1, options_.acks_per_commit);
+  while (taken < limit && !acks_waiting_.empty()) {
+    DestinationAcks& next = acks_waiting_.front();
+    const std::size_t n = next.batches.size() + next.events.size();
+    if (taken + n <= limit) {
+      taken += n;
+      side_.acks.push_back(std::move(next));
+      acks_waiting_.pop_front();
+      continue;
+    }
+    // Split: the events (alerts, few) first, then as many reading rows as fit.
+    DestinationAcks part;
+    part.bit = next.bit;
+    part.events.swap(next.events);
+    taken += part.events.size();
+    const std::size_t rows = taken < limit ? std::min(limit - taken, next.batches.size()) : 0;
+    part.batches.assign(next.batches.begin(), next.batches.begin() + static_cast<std::ptrdiff_t>(rows));
+    next.batches.erase(next.batches.begin(), next.batches.begin() + static_cast<std::ptrdiff_t>(rows));
+    taken += rows;
+    side_.acks.push_back(std::move(part));
+    if (next.batches.empty()) acks_waiting_.pop_front();
+  }
 }
 
 bool OutboxWriter::Pending() const {
-  return !batches_.empty() || !events_.empty() || !side_.empty() || !commands_.empty();
+  return !batches_.empty() || !events_.empty() || !side_.empty() || !commands_.empty() ||
+         !acks_waiting_.empty();
 }
 
 void OutboxWriter::Healthy() {

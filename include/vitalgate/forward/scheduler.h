@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -98,11 +99,16 @@ class DeliveryScheduler {
   struct Item {
     std::uint64_t row = 0;     // stored row seq
     std::uint32_t index = 0;   // position in the row
-    std::string body;
+    // The item's JSON object: [offset, offset + size) of its row's body, which the row's items
+    // share (one allocation per stored row, not per reading).
+    std::shared_ptr<const std::string> text;
+    std::uint32_t offset = 0;
+    std::uint32_t size = 0;
     std::int64_t rx_ms = 0;
     bool in_memory = false;
     DeliveryBatch::Kind kind = DeliveryBatch::Kind::kReadings;
     std::string patient;
+    std::string_view body() const { return std::string_view(*text).substr(offset, size); }
   };
   struct RowProgress {
     std::uint32_t count = 0;
@@ -113,8 +119,10 @@ class DeliveryScheduler {
     std::vector<Item> items;
   };
 
-  static std::vector<Item> Items(const StoredRow& row, const std::vector<std::string_view>& parts,
+  // The items of `row` (its body moves into them), one per part of its body.
+  static std::vector<Item> Items(StoredRow&& row, const std::vector<std::string_view>& parts,
                                  bool in_memory);
+  static Item Whole(StoredRow&& row, bool in_memory);
   void Finish(const Item& item, DoneRows& done);
   void Requeue(std::vector<Item> items);
   std::deque<Item>& PatientQueue(const std::string& patient);

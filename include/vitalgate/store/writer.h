@@ -45,6 +45,9 @@ namespace vg {
 
 struct OutboxWriterOptions {
   std::size_t batch_max_rows = 4096;
+  // Rows that destinations are done with, deleted per transaction at most: a draining backlog
+  // is deleted in steps, so that an alert raised meanwhile waits for one step, not for all.
+  std::size_t acks_per_commit = 512;
   // With payload encryption on, bodies (and alarm states, dead letters) are stored sealed
   // (AES-256-GCM, the row's table, layout and key as associated data), so the outbox file
   // reveals no vital signs.
@@ -121,6 +124,7 @@ class OutboxWriter {
  private:
   void Run();
   void Fill();
+  void TakeAcks();  // moves waiting acknowledgements into side_, up to acks_per_commit
   std::string Seal(std::string body, bool event, RowFormat format, std::uint64_t seq) const;
   bool CommitOnce();  // true when the pending work is now empty (committed or handed on)
   void Unhealthy(const Status& s);
@@ -149,6 +153,7 @@ class OutboxWriter {
   std::vector<StoredRow> events_;
   std::size_t events_sent_volatile_ = 0;  // events_[0..n) already handed to the forwarder
   WriteBatch side_;                       // acks, dead letters, alarms, records, ...
+  std::deque<DestinationAcks> acks_waiting_;  // delivered, for a later transaction
   std::vector<StoreCommand> commands_;    // committed with side_
 
   std::mutex command_mu_;

@@ -79,7 +79,13 @@ TEST_F(DeviceInputTest, ImplausibleValuesAreCountedAndNeverReachTheEngine) {
   in.OnValue(Value(Metric::kSpo2, 127));
   in.OnValue(Value(Metric::kHeartRate, -3));
   in.OnValue(Value(Metric::kConsciousness, 2.5));
-  EXPECT_TRUE(Readings().empty());
+  std::size_t refused = 0, readings = 0;
+  for (const IngressItem& i : Drain()) {
+    if (i.kind == IngressItem::Kind::kReading) ++readings;
+    if (i.kind == IngressItem::Kind::kCondition && i.condition == DeviceCondition::kBadFrames) ++refused;
+  }
+  EXPECT_EQ(readings, 0u);
+  EXPECT_EQ(refused, 3u) << "each refused reading counts towards the bad_frames technical alarm";
   EXPECT_EQ(stats_.invalid.load(), 3u);
 }
 
@@ -172,10 +178,16 @@ TEST_F(DeviceInputTest, AReadingMayNameOnlyAPatientTheDeviceMayFeed) {
   in.OnValue(to_p2);
   in.OnValue(to_p3);
   in.OnValue(unknown);
-  auto r = Readings();
+  std::vector<Reading> r;
+  std::size_t refused = 0;
+  for (const IngressItem& i : Drain()) {
+    if (i.kind == IngressItem::Kind::kReading) r.push_back(i.reading);
+    if (i.kind == IngressItem::Kind::kCondition && i.condition == DeviceCondition::kBadFrames) ++refused;
+  }
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].patient, p2_);
   EXPECT_EQ(stats_.invalid.load(), 2u);
+  EXPECT_EQ(refused, 2u) << "each refused reading counts towards the bad_frames technical alarm";
 }
 
 TEST_F(DeviceInputTest, AMoveReachesTheEngineInOrderWithTheReadings) {

@@ -699,6 +699,34 @@ TEST_F(OutboxWriterTest, WhatTheDestinationsAreDoneWithIsApplied) {
   EXPECT_EQ(*dead, 1u);
 }
 
+TEST_F(OutboxWriterTest, ADrainedBacklogIsDeletedInStepsSoAnAlertWaitsForOneStepAtMost) {
+  // 1,000 rows (one reading each of 1,000 patients) delivered at once: with 100 deletions per
+  // transaction they take at least 10 commits, each short enough for an alert to go between.
+  std::vector<std::uint64_t> seqs;
+  for (int i = 0; i < 1000; ++i) {
+    auto patient = patients_.Intern("drain-" + std::to_string(i));
+    ASSERT_TRUE(patient.ok());
+    seqs.push_back(Push(*patient));
+  }
+  OutboxWriterOptions o;
+  o.acks_per_commit = 100;
+  Make(OpenStore(Options()), o);
+  writer_->Start();
+  ASSERT_TRUE(WaitFor([&] { return stats_.readings_committed.load() == 1000; }));
+  ASSERT_EQ(ReadRows(false).size(), 1000u);
+  const std::uint64_t commits_before = stats_.store_commits.load();
+
+  const int bit = writer_->store()->destination_bits().at(0);
+  delivered_.Push(bit, seqs, {});
+  wake_store_.Ring();
+  ASSERT_TRUE(WaitFor([&] { return stats_.backlog_readings.load() == 0; }))
+      << stats_.backlog_readings.load() << " readings left";
+  EXPECT_GE(stats_.store_commits.load() - commits_before, 10u)
+      << "deleting 1,000 rows took fewer than 10 transactions of at most 100 deletions";
+  Stop();
+  EXPECT_TRUE(ReadRows(false).empty());
+}
+
 TEST_F(OutboxWriterTest, WithPayloadEncryptionBodiesAreStoredSealed) {
   AeadKey key{};
   key.fill(0x42);
