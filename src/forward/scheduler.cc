@@ -60,12 +60,8 @@ void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) 
       done.readings += row.count;
       continue;
     }
-    std::vector<std::string_view> parts;
-    if (row.format == RowFormat::kBatch) {
-      parts = SplitBatchBody(row.body);
-    } else {
-      parts.push_back(row.body);
-    }
+    std::shared_ptr<const std::string> text;
+    const std::vector<std::string_view> parts = Share(row, text);
     if (parts.empty()) {
       done.batches.push_back(row.seq);
       done.readings += row.count;
@@ -73,30 +69,30 @@ void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) 
     }
     rows_[row.seq] = RowProgress{static_cast<std::uint32_t>(parts.size()), 0, false};
     std::deque<Item>& q = PatientQueue(row.patient);
-    for (Item& item : Items(std::move(row), parts, false)) q.push_back(std::move(item));
+    for (Item& item : Items(row, text, parts, false)) q.push_back(std::move(item));
     pending_items_ += parts.size();
   }
 }
 
+std::vector<std::string_view> DeliveryScheduler::Share(StoredRow& row,
+                                                      std::shared_ptr<const std::string>& text) {
+  text = std::make_shared<const std::string>(std::move(row.body));
+  if (row.format == RowFormat::kBatch) return SplitBatchBody(*text);
+  return {std::string_view(*text)};
+}
+
 std::vector<DeliveryScheduler::Item> DeliveryScheduler::Items(
-    StoredRow&& row, const std::vector<std::string_view>& parts, bool in_memory) {
-  // Offsets first: moving a short body (held inside the string) moves its characters.
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> spans;
-  spans.reserve(parts.size());
-  for (std::string_view part : parts) {
-    spans.emplace_back(static_cast<std::uint32_t>(part.data() - row.body.data()),
-                       static_cast<std::uint32_t>(part.size()));
-  }
-  auto text = std::make_shared<const std::string>(std::move(row.body));
+    const StoredRow& row, const std::shared_ptr<const std::string>& text,
+    const std::vector<std::string_view>& parts, bool in_memory) {
   std::vector<Item> items;
   items.reserve(parts.size());
-  for (std::size_t i = 0; i < spans.size(); ++i) {
+  for (std::size_t i = 0; i < parts.size(); ++i) {
     Item item;
     item.row = row.seq;
     item.index = static_cast<std::uint32_t>(i);
     item.text = text;
-    item.offset = spans[i].first;
-    item.size = spans[i].second;
+    item.offset = static_cast<std::uint32_t>(parts[i].data() - text->data());
+    item.size = static_cast<std::uint32_t>(parts[i].size());
     item.rx_ms = row.rx_ms;
     item.in_memory = in_memory;
     item.patient = row.patient;
@@ -106,17 +102,16 @@ std::vector<DeliveryScheduler::Item> DeliveryScheduler::Items(
 }
 
 void DeliveryScheduler::AddVolatileBatch(StoredRow row) {
-  std::vector<std::string_view> parts =
-      row.format == RowFormat::kBatch ? SplitBatchBody(row.body) : std::vector<std::string_view>{row.body};
+  std::shared_ptr<const std::string> text;
+  const std::vector<std::string_view> parts = Share(row, text);
   if (parts.empty()) return;
   std::deque<Item>& q = PatientQueue(row.patient);
   // In seq order with what the outbox still holds for this patient.
   auto pos = std::upper_bound(q.begin(), q.end(), row.seq,
                               [](std::uint64_t seq, const Item& it) { return seq < it.row; });
-  const std::size_t n = parts.size();
-  std::vector<Item> items = Items(std::move(row), parts, true);
+  std::vector<Item> items = Items(row, text, parts, true);
   q.insert(pos, std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
-  pending_items_ += n;
+  pending_items_ += parts.size();
 }
 
 std::optional<ScheduledMessage> DeliveryScheduler::Next() {

@@ -363,6 +363,7 @@ bool OutboxWriter::CommitOnce() {
     events_.clear();
     events_sent_volatile_ = 0;
     side_.clear();
+    acks_waiting_.clear();  // nothing stored, nothing to delete
     FinishCommands(Unavailable("storage: no outbox"));
     return true;
   }

@@ -119,9 +119,11 @@ class DeliveryScheduler {
     std::vector<Item> items;
   };
 
-  // The items of `row` (its body moves into them), one per part of its body.
-  static std::vector<Item> Items(StoredRow&& row, const std::vector<std::string_view>& parts,
-                                 bool in_memory);
+  // The items of `row`, one per part of `text` (its body, shared by them).
+  static std::vector<Item> Items(const StoredRow& row, const std::shared_ptr<const std::string>& text,
+                                 const std::vector<std::string_view>& parts, bool in_memory);
+  // A row's body, shared, and its parts: one JSON object per reading (kBatch) or the whole body.
+  static std::vector<std::string_view> Share(StoredRow& row, std::shared_ptr<const std::string>& text);
   static Item Whole(StoredRow&& row, bool in_memory);
   void Finish(const Item& item, DoneRows& done);
   void Requeue(std::vector<Item> items);
