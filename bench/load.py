@@ -378,7 +378,7 @@ tls_version tlsv1.2
         result = {"sent": sent, "delivered": n, "send_rate": sent / send_s,
                   "delivered_rate": n / total_s if total_s else 0,
                   "gateway_cpu_cores": cpu / elapsed, "peak_rss_mb": peak / 1024,
-                  "lost": sent - n}
+                  "lost": sent - n, "messages": sub.messages}
         if sink:
             f, requests = sink.snapshot()
             fhir_s = (sink.last - sink.first) / 1000 if sink.last and sink.first else float("nan")
@@ -634,8 +634,8 @@ def main():
     p.add_argument("--alarms", type=int, default=400)
     p.add_argument("--alarm-rate", type=float, default=20)
     p.add_argument("--backlog", type=int, default=500000)
-    p.add_argument("--max-inflight", type=int, default=256,
-                   help="the gateway's mqtt.max_inflight (its default is 64)")
+    p.add_argument("--max-inflight", type=int, default=64,
+                   help="the gateway's mqtt.max_inflight (default: the gateway's own, 64)")
     p.add_argument("--fhir-wait", type=float, default=900,
                    help="seconds the fhir phase waits for the sink to receive everything")
     p.add_argument("--json", help="write the results here")

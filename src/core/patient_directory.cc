@@ -3,7 +3,8 @@
 namespace vg {
 
 NameDirectory::NameDirectory(std::size_t capacity)
-    : capacity_(capacity), names_(std::make_unique<std::string[]>(capacity)) {}
+    : capacity_(capacity),
+      blocks_(std::make_unique<std::unique_ptr<std::string[]>[]>((capacity + kBlock - 1) / kBlock)) {}
 
 Result<PatientIndex> NameDirectory::Intern(std::string_view name) {
   if (auto found = Find(name)) return *found;
@@ -11,15 +12,18 @@ Result<PatientIndex> NameDirectory::Intern(std::string_view name) {
   if (n >= capacity_) {
     return ResourceExhausted("too many ids (limit " + std::to_string(capacity_) + ")");
   }
-  names_[n] = std::string(name);
+  auto& block = blocks_[n / kBlock];
+  if (!block) block = std::make_unique<std::string[]>(kBlock);
+  std::string& slot = block[n % kBlock];
+  slot = std::string(name);
   const auto index = static_cast<PatientIndex>(n);
-  index_.emplace(names_[n], index);
+  index_.emplace(slot, index);
   size_.store(n + 1, std::memory_order_release);
   return index;
 }
 
 std::optional<PatientIndex> NameDirectory::Find(std::string_view name) const {
-  auto it = index_.find(std::string(name));
+  auto it = index_.find(name);
   if (it == index_.end()) return std::nullopt;
   return it->second;
 }

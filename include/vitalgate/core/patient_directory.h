@@ -4,11 +4,14 @@
 // Readings carry a small index instead of the id string. The control thread (the one that loads
 // and reloads the configuration) is the only writer: it interns names. Any thread may turn an
 // index it received through a queue back into the name; names are never moved or removed, and an
-// index is published only after its name is written, so readers take no lock.
+// index is published only after its name is written, so readers take no lock. Names live in
+// blocks of kBlock, allocated as the table fills: a gateway with 40 patients holds one block,
+// not room for the whole capacity.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,14 +33,27 @@ class NameDirectory {
   std::optional<PatientIndex> Find(std::string_view name) const;
 
   // Any thread. REQUIRES: index was obtained from Intern()/Find() (directly or via a queue).
-  const std::string& Name(PatientIndex index) const { return names_[index]; }
+  const std::string& Name(PatientIndex index) const {
+    return blocks_[index / kBlock][index % kBlock];
+  }
   std::size_t size() const { return size_.load(std::memory_order_acquire); }
 
  private:
+  static constexpr std::size_t kBlock = 256;
+
   const std::size_t capacity_;
-  std::unique_ptr<std::string[]> names_;
+  // capacity_ / kBlock (rounded up) slots; a block is allocated when its first name is interned,
+  // before any index in it is published.
+  std::unique_ptr<std::unique_ptr<std::string[]>[]> blocks_;
   std::atomic<std::size_t> size_{0};
-  std::unordered_map<std::string, PatientIndex> index_;  // writer thread only
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const {
+      return std::hash<std::string_view>{}(name);
+    }
+  };
+  // Writer thread only; looked up by string_view without a copy.
+  std::unordered_map<std::string, PatientIndex, NameHash, std::equal_to<>> index_;
 };
 
 using PatientDirectory = NameDirectory;
