@@ -15,7 +15,7 @@ Result<PatientIndex> NameDirectory::Intern(std::string_view name) {
   auto& block = blocks_[n / kBlock];
   if (!block) block = std::make_unique<std::string[]>(kBlock);
   std::string& slot = block[n % kBlock];
-  slot = std::string(name);
+  slot.assign(name);
   const auto index = static_cast<PatientIndex>(n);
   index_.emplace(slot, index);
   size_.store(n + 1, std::memory_order_release);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,11 +58,14 @@ TEST(NameDirectoryTest, AReaderSeesEveryNamePublishedToIt) {
   std::atomic<std::size_t> published{0};
   std::thread reader([&] {
     std::size_t seen = 0;
-    for (int spins = 0; seen < 1500 && spins < 50'000'000; ++spins) {
+    // A bound on a stalled writer only, far above the milliseconds this takes.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (seen < 1500 && std::chrono::steady_clock::now() < give_up) {
       const std::size_t n = published.load(std::memory_order_acquire);
       for (; seen < n; ++seen) {
         EXPECT_EQ(directory.Name(static_cast<PatientIndex>(seen)), NameOf(seen));
       }
+      std::this_thread::yield();
     }
     EXPECT_EQ(seen, 1500u);
   });
