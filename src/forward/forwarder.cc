@@ -17,10 +17,13 @@ namespace {
 
 constexpr std::int64_t kMsNs = 1'000'000;
 constexpr std::int64_t kConnectTimeoutNs = 15'000 * kMsNs;
+// The longest a reading waits for its message to fill while the link is busy.
+constexpr std::int64_t kReadingsLingerMs = 10;
 
 SchedulerOptions PrimaryScheduling(const ForwarderOptions& o) {
   SchedulerOptions s;
   s.max_items_per_message = static_cast<std::size_t>(std::max(1, o.max_readings_per_message));
+  s.linger_ms = kReadingsLingerMs;
   return s;
 }
 
@@ -285,13 +288,16 @@ void Forwarder::Fill() {
   }
   feed_.Refill(scheduler_, done);
   Report(done);
-  while (connected_ && lost_reason_.empty() &&
-         inflight_.size() < static_cast<std::size_t>(options_.max_inflight)) {
-    std::optional<ScheduledMessage> msg = scheduler_.Next();
+  const std::size_t window = static_cast<std::size_t>(options_.max_inflight);
+  while (connected_ && lost_reason_.empty() && inflight_.size() < window) {
+    // With messages in flight, a partial message of readings may wait a little to fill up
+    // (alerts never wait).
+    const bool busy = !inflight_.empty();
+    std::optional<ScheduledMessage> msg = scheduler_.Next(busy, clock_.WallMs());
     if (!msg) {
       feed_.Refill(scheduler_, done);
       Report(done);
-      msg = scheduler_.Next();
+      msg = scheduler_.Next(busy, clock_.WallMs());
       if (!msg) break;
     }
     std::string topic;
@@ -361,6 +367,9 @@ void Forwarder::Step(std::chrono::milliseconds max_wait) {
   if (sock >= 0) {
     fds[1].fd = sock;
     fds[1].events = static_cast<short>(POLLIN | (client_->WantWrite() ? POLLOUT : 0));
+  }
+  if (const std::int64_t held = scheduler_.HeldUntilMs(); held > 0 && connected_) {
+    timeout_ms = std::min<std::int64_t>(timeout_ms, std::max<std::int64_t>(1, held - clock_.WallMs()));
   }
   if (!lost_reason_.empty()) timeout_ms = 0;
   ::poll(fds, sock >= 0 ? 2 : 1, static_cast<int>(std::min<std::int64_t>(timeout_ms, 1000)));

@@ -114,7 +114,52 @@ void DeliveryScheduler::AddVolatileBatch(StoredRow row) {
   pending_items_ += parts.size();
 }
 
-std::optional<ScheduledMessage> DeliveryScheduler::Next() {
+bool DeliveryScheduler::MayWait(const std::deque<Item>& q, bool busy, std::int64_t since_ms,
+                                std::int64_t now_ms) const {
+  if (!busy || options_.linger_ms <= 0 || q.size() >= options_.max_items_per_message) return false;
+  // A clock stepped back (now before the start of the wait) waits for nothing.
+  return now_ms >= since_ms && now_ms - since_ms < options_.linger_ms;
+}
+
+std::int64_t DeliveryScheduler::HeldUntilMs() const {
+  return held_.empty() ? 0 : held_.front().since_ms + options_.linger_ms;
+}
+
+void DeliveryScheduler::Take(std::map<std::string, std::deque<Item>>::iterator it,
+                             ScheduledMessage& msg, Flight& flight) {
+  const std::string& patient = it->first;
+  std::deque<Item>& q = it->second;
+  const std::size_t max = options_.max_items_per_message;
+  std::size_t n = std::min(q.size(), max);
+  if (options_.align_to_rows) {
+    // Stay within the first item's row and its chunk of `max` items.
+    const Item& first = q.front();
+    const std::size_t chunk_end = (first.index / max + 1) * max;
+    std::size_t k = 0;
+    while (k < n && q[k].row == first.row && q[k].index < chunk_end) ++k;
+    n = k;
+  }
+  msg.kind = DeliveryBatch::Kind::kReadings;
+  msg.patient = patient;
+  msg.oldest_rx_ms = q.front().rx_ms;
+  msg.items.reserve(n);
+  flight.items.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    Item& item = q.front();
+    msg.oldest_rx_ms = std::min(msg.oldest_rx_ms, item.rx_ms);
+    msg.items.push_back(OutboxRow{item.row, patient, std::string(item.body()), item.rx_ms});
+    flight.items.push_back(std::move(item));
+    q.pop_front();
+  }
+  pending_items_ -= n;
+  if (q.empty()) {
+    readings_.erase(it);
+  } else {
+    turns_.push_back(msg.patient);
+  }
+}
+
+std::optional<ScheduledMessage> DeliveryScheduler::Next(bool busy, std::int64_t now_ms) {
   ScheduledMessage msg;
   Flight flight;
   if (!events_.empty()) {
@@ -126,41 +171,29 @@ std::optional<ScheduledMessage> DeliveryScheduler::Next() {
     msg.items.push_back(OutboxRow{item.row, item.patient, std::string(item.body()), item.rx_ms});
     flight.items.push_back(std::move(item));
   } else {
-    while (!turns_.empty()) {
+    // Held patients whose wait is over go first: their readings are the oldest.
+    while (flight.items.empty() && !held_.empty()) {
+      auto it = readings_.find(held_.front().patient);
+      if (it == readings_.end() || it->second.empty()) {
+        held_.pop_front();
+        continue;
+      }
+      if (MayWait(it->second, busy, held_.front().since_ms, now_ms)) break;
+      held_.pop_front();
+      Take(it, msg, flight);
+    }
+    // Then patients in turn; each is looked at once at most, and a partial message that may
+    // still wait moves to the held ones.
+    for (std::size_t looked = turns_.size(); flight.items.empty() && looked > 0 && !turns_.empty(); --looked) {
       std::string patient = std::move(turns_.front());
       turns_.pop_front();
       auto it = readings_.find(patient);
       if (it == readings_.end() || it->second.empty()) continue;
-      std::deque<Item>& q = it->second;
-      const std::size_t max = options_.max_items_per_message;
-      std::size_t n = std::min(q.size(), max);
-      if (options_.align_to_rows) {
-        // Stay within the first item's row and its chunk of `max` items.
-        const Item& first = q.front();
-        const std::size_t chunk_end = (first.index / max + 1) * max;
-        std::size_t k = 0;
-        while (k < n && q[k].row == first.row && q[k].index < chunk_end) ++k;
-        n = k;
+      if (MayWait(it->second, busy, now_ms, now_ms)) {
+        held_.push_back(Held{std::move(patient), now_ms});
+        continue;
       }
-      msg.kind = DeliveryBatch::Kind::kReadings;
-      msg.patient = patient;
-      msg.oldest_rx_ms = q.front().rx_ms;
-      msg.items.reserve(n);
-      flight.items.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        Item& item = q.front();
-        msg.oldest_rx_ms = std::min(msg.oldest_rx_ms, item.rx_ms);
-        msg.items.push_back(OutboxRow{item.row, patient, std::string(item.body()), item.rx_ms});
-        flight.items.push_back(std::move(item));
-        q.pop_front();
-      }
-      pending_items_ -= n;
-      if (q.empty()) {
-        readings_.erase(it);
-      } else {
-        turns_.push_back(patient);
-      }
-      break;
+      Take(it, msg, flight);
     }
     if (flight.items.empty()) return std::nullopt;
   }

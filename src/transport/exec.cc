@@ -4,11 +4,13 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/read.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -119,6 +121,19 @@ void MoveTo(int fd, int target) {
   }
 }
 
+// Closes every descriptor from `first` up, for the child between fork() and exec: whatever
+// another thread or a library opened without close-on-exec stays with the gateway.
+void CloseFrom(int first) {
+  if (::close_range(static_cast<unsigned>(first), ~0U, 0) == 0) return;
+  // A kernel older than 5.9: close them one by one, up to the descriptor limit.
+  rlimit limit{};
+  rlim_t end = 65536;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    end = std::min<rlim_t>(limit.rlim_cur, 1 << 20);
+  }
+  for (rlim_t fd = static_cast<rlim_t>(first); fd < end; ++fd) ::close(static_cast<int>(fd));
+}
+
 }  // namespace
 
 void ExecTransport::Spawn() {
@@ -160,6 +175,7 @@ void ExecTransport::Spawn() {
     MoveTo(write_end.get(), 1);
     MoveTo(devnull.get(), 0);
     if (discard) MoveTo(devnull.get(), 2);
+    CloseFrom(3);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }

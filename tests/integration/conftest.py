@@ -252,11 +252,12 @@ class Gateway:
         self.log = self.workdir / "vitalgate.log"
         self.proc = None
 
-    def start(self, wait_running=True):
+    def start(self, wait_running=True, pass_fds=()):
         # The log accumulates over restarts: wait for this start's own "running" line.
         before = self.logs().count("running: gateway")
         self.proc = subprocess.Popen([BINARY, "run", "--config", str(self.config_path)],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"),
+                                     pass_fds=pass_fds)
         if wait_running:
             wait_until(lambda: self.logs().count("running: gateway") > before or self._died(), 20,
                        what="vitalgate to start")

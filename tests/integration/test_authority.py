@@ -119,6 +119,21 @@ def test_under_encryption_only_a_sealed_fresh_ack_from_the_downlink_key_counts(
         broker.stop()
 
 
+def test_a_downlink_key_equal_to_the_payload_key_is_refused_at_start(tmp_path, pki, gateway_factory, feed):
+    """Whoever reads the sealed readings must not be able to command: the downlink key is a key
+    of its own, even when the same key sits in another file."""
+    payload_key = key_file(tmp_path / "payload.key")
+    same = tmp_path / "downlink.key"
+    same.write_text(payload_key.read_text())
+    os.chmod(same, 0o600)
+    cfg = base_config(tmp_path, free_port(), pki, [exec_device(feed)])
+    cfg["mqtt"]["payload_encryption"] = {"key_file": str(payload_key), "key_id": "k1",
+                                         "downlink_key_file": str(same), "downlink_key_id": "dl1"}
+    gw = gateway_factory(cfg).start(wait_running=False)
+    assert gw.proc.wait(timeout=30) == 2, gw.logs()
+    assert "downlink_key_file: holds the payload key" in gw.logs(), gw.logs()
+
+
 def test_a_retained_ack_delivered_on_subscription_has_no_effect(tmp_path, pki, gateway_factory, feed):
     broker = start_broker(tmp_path, pki)
     sub = Subscriber(broker.port, pki)

@@ -283,9 +283,11 @@ def tcp_socket_inode(remote_port):
 
 def test_exec_children_inherit_no_descriptor_of_other_devices(broker, certs, gateway_factory,
                                                               tmp_path):
-    """Serial ports, TCP connections, other children's pipes and /dev/null are opened
-    close-on-exec: a vendor bridge started by the exec transport holds only its stdin (/dev/null),
-    stdout (its pipe) and stderr."""
+    """A vendor bridge started by the exec transport holds only its stdin (/dev/null), stdout
+    (its pipe) and stderr: no serial port, TCP connection, other child's pipe or /dev/null of the
+    gateway's. (Transports open them close-on-exec, and the child closes every descriptor above
+    stderr before exec, which also covers what a library or a sanitizer runtime opens without
+    the flag in another thread at the moment of the fork.)"""
     port = FakeSerialDevice(tmp_path / "ttyOX")
     conv = FakeConverter()
     listing = tmp_path / "fds.json"
@@ -301,7 +303,14 @@ def test_exec_children_inherit_no_descriptor_of_other_devices(broker, certs, gat
              "transport": {"type": "exec",
                            "command": ["/usr/bin/python3", "-c", FD_LISTER, str(listing), "2"]}},
         ]
-        gw = gateway_factory(base_config(tmp_path, broker.port, certs, devices, rules=QUIET)).start()
+        # A pipe the gateway inherits without close-on-exec, as from a careless parent.
+        inherited = os.pipe()
+        try:
+            gw = gateway_factory(base_config(tmp_path, broker.port, certs, devices, rules=QUIET))
+            gw.start(pass_fds=inherited)
+        finally:
+            for fd in inherited:
+                os.close(fd)
         wait_until(lambda: conv.client is not None, 15, what="the TCP device connected")
         wait_until(listing.exists, 20, what="the child's descriptor list")
         fds = json.loads(listing.read_text())

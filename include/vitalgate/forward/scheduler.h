@@ -39,7 +39,11 @@ struct SchedulerOptions {
   bool take_alerts = true;
   bool take_audit = true;
   bool take_unassigned = true;  // readings of devices without a patient
-  std::size_t max_pending_items = 8192;  // read ahead at most this many readings
+  std::size_t max_pending_items = 16384;  // read ahead at most this many readings
+  // While other messages are in flight, a patient's partial message of readings (fewer than
+  // max_items_per_message) waits up to this long for more readings. A busy link then carries
+  // fewer, fuller messages; an idle one sends at once. 0: never wait.
+  std::int64_t linger_ms = 0;
 };
 
 // One message to send: one event, or readings of one patient.
@@ -84,8 +88,13 @@ class DeliveryScheduler {
   bool HasReadings() const { return pending_items_ > 0; }
   std::size_t in_flight() const { return in_flight_.size(); }
 
-  // The next message, or nullopt when nothing is queued. Events first.
-  std::optional<ScheduledMessage> Next();
+  // The next message, or nullopt when nothing is queued or ready. Events first. `busy`: other
+  // messages are in flight, so partial messages of readings may wait (linger_ms); `now_ms`:
+  // the time, in the same clock for every call.
+  std::optional<ScheduledMessage> Next(bool busy = false, std::int64_t now_ms = 0);
+  // When the first waiting partial message is due (in the clock of `now_ms`), or 0 when none
+  // waits.
+  std::int64_t HeldUntilMs() const;
   // The far end's verdict on a message (one outcome per item, or all delivered when
   // `outcomes` is empty). kRetry items go back to the front of their queue.
   void OnOutcome(std::uint64_t token, const std::vector<RowOutcome>& outcomes,
@@ -128,6 +137,10 @@ class DeliveryScheduler {
   void Finish(const Item& item, DoneRows& done);
   void Requeue(std::vector<Item> items);
   std::deque<Item>& PatientQueue(const std::string& patient);
+  // True when `q`, a partial message held since `since_ms`, may still wait for more readings.
+  bool MayWait(const std::deque<Item>& q, bool busy, std::int64_t since_ms, std::int64_t now_ms) const;
+  // Moves up to max_items_per_message of `patient`'s readings into a message.
+  void Take(std::map<std::string, std::deque<Item>>::iterator it, ScheduledMessage& msg, Flight& flight);
 
   SchedulerOptions options_;
   std::uint64_t event_cursor_ = 0;
@@ -136,6 +149,11 @@ class DeliveryScheduler {
   std::deque<Item> events_;
   std::map<std::string, std::deque<Item>> readings_;  // per patient, in order
   std::deque<std::string> turns_;                    // patients with queued readings
+  struct Held {
+    std::string patient;
+    std::int64_t since_ms = 0;
+  };
+  std::deque<Held> held_;  // patients whose partial message waits, in the order held
   std::size_t pending_items_ = 0;
   std::unordered_map<std::uint64_t, RowProgress> rows_;  // stored rows with items not finished
   std::map<std::uint64_t, Flight> in_flight_;             // by token (send order)

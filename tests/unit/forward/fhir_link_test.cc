@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -244,6 +245,30 @@ TEST_F(FhirLinkTest, A503WithRetryAfterIsALinkFailureWithThatDelay) {
   const DeliveryOutcome again = link->Deliver(Batch(rows_), 5s);
   ASSERT_TRUE(again.failure);
   EXPECT_EQ(again.failure->retry_after, std::optional<std::chrono::milliseconds>(2000ms));
+}
+
+TEST_F(FhirLinkTest, RetryAfterAsAnHttpDateIsTheTimeUntilThen) {
+  auto http_date = [](std::time_t at) {
+    std::tm tm{};
+    ::gmtime_r(&at, &tm);
+    char text[64];
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return std::string(text);
+  };
+  auto server = StartServer();
+  auto link = Make(Options(server->port()));
+  server->Mode({{"mode", "unavailable"}, {"retry_after", http_date(std::time(nullptr) + 120)}});
+  const DeliveryOutcome later = link->Deliver(Batch(rows_), 5s);
+  ASSERT_TRUE(later.failure);
+  ASSERT_TRUE(later.failure->retry_after);
+  // 120 s from when the date was written, less the time the request took.
+  EXPECT_LE(*later.failure->retry_after, 120000ms);
+  EXPECT_GE(*later.failure->retry_after, 100000ms);
+  // A date already past: try again at once, not never.
+  server->Mode({{"mode", "unavailable"}, {"retry_after", http_date(std::time(nullptr) - 3600)}});
+  const DeliveryOutcome past = link->Deliver(Batch(rows_), 5s);
+  ASSERT_TRUE(past.failure);
+  EXPECT_EQ(past.failure->retry_after, std::optional<std::chrono::milliseconds>(0ms));
 }
 
 TEST_F(FhirLinkTest, ADroppedConnectionFailsAndTheNextDeliveryReconnects) {

@@ -349,6 +349,28 @@ TEST_F(ForwarderTest, NoMoreThanTheWindowIsInFlight) {
   EXPECT_EQ(On("/readings/").size(), 4u) << "the status message takes one place in the window";
 }
 
+TEST_F(ForwarderTest, OnABusyLinkAPartialMessageWaitsAtMostTheLinger) {
+  broker_.auto_ack = false;
+  Make();
+  // The status message stays unacknowledged: the link is busy.
+  ASSERT_TRUE(StepUntil([&] { return forwarder_->inflight() == 1; }));
+  Commit({Readings(1, "p1", 3)});
+  forwarder_->Step(std::chrono::milliseconds(0));
+  clock_.AdvanceMs(9);
+  forwarder_->Step(std::chrono::milliseconds(0));
+  EXPECT_TRUE(On("/readings/").empty()) << "a partial message on a busy link waits to fill";
+  clock_.AdvanceMs(1);
+  forwarder_->Step(std::chrono::milliseconds(0));
+  ASSERT_EQ(On("/readings/p1").size(), 1u) << "the wait ends after 10 ms";
+  EXPECT_EQ(nlohmann::json::parse(On("/readings/p1")[0].payload)["readings"].size(), 3u);
+  // An idle link: nothing in flight, a partial message goes at once.
+  broker_.auto_ack = true;
+  ASSERT_TRUE(StepUntil([&] { return forwarder_->inflight() == 0; }));
+  Commit({Readings(4, "p2", 1)});
+  forwarder_->Step(std::chrono::milliseconds(0));
+  EXPECT_EQ(On("/readings/p2").size(), 1u);
+}
+
 TEST_F(ForwarderTest, ReadingsMessagesFollowTheDocumentedFormat) {
   Make();
   Commit({Readings(1, "p1", 2), Readings(3, "unassigned/ox-9", 1)});

@@ -216,5 +216,78 @@ TEST(SchedulerTest, OldestReceiveTimeCoversQueuedAndInFlight) {
   EXPECT_EQ(s.OldestRxMs(), 9);
 }
 
+// Messages of at most `max` readings; a partial one may wait 10 ms on a busy link.
+SchedulerOptions Lingering(std::size_t max) {
+  SchedulerOptions o;
+  o.max_items_per_message = max;
+  o.linger_ms = 10;
+  return o;
+}
+
+TEST(SchedulerTest, OnABusyLinkAPartialMessageWaitsUpToTheLingerForMoreReadings) {
+  DeliveryScheduler s(Lingering(3));
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1)}), Batch(2, "p2", {R(2), R(3), R(4)})}, done);
+  // Busy: p1's single reading waits; p2's full message goes.
+  auto full = s.Next(true, 1000);
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->patient, "p2");
+  EXPECT_FALSE(s.Next(true, 1000));
+  EXPECT_EQ(s.HeldUntilMs(), 1010);
+  EXPECT_FALSE(s.Next(true, 1009));
+  // More readings arrive: p1's message goes as soon as it is full, with all of them, in order.
+  s.AddBatches({Batch(5, "p1", {R(5), R(6)})}, done);
+  auto filled = s.Next(true, 1005);
+  ASSERT_TRUE(filled);
+  EXPECT_EQ(filled->patient, "p1");
+  EXPECT_EQ(Bodies(*filled), (std::vector<std::string>{R(1), R(5), R(6)}));
+  EXPECT_EQ(s.HeldUntilMs(), 0);
+}
+
+TEST(SchedulerTest, AWaitingPartialMessageGoesWhenTheLingerEndsOrTheLinkIsIdle) {
+  DeliveryScheduler s(Lingering(3));
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1)})}, done);
+  EXPECT_FALSE(s.Next(true, 1000));
+  auto late = s.Next(true, 1010);
+  ASSERT_TRUE(late);
+  EXPECT_EQ(Bodies(*late), (std::vector<std::string>{R(1)}));
+
+  s.AddBatches({Batch(2, "p1", {R(2)})}, done);
+  EXPECT_FALSE(s.Next(true, 2000));
+  auto idle = s.Next(false, 2001);  // nothing in flight: no reason to wait
+  ASSERT_TRUE(idle);
+  EXPECT_EQ(Bodies(*idle), (std::vector<std::string>{R(2)}));
+
+  // A clock stepped back does not stretch the wait.
+  s.AddBatches({Batch(3, "p1", {R(3)})}, done);
+  EXPECT_FALSE(s.Next(true, 3000));
+  auto stepped = s.Next(true, 2500);
+  ASSERT_TRUE(stepped);
+  EXPECT_EQ(Bodies(*stepped), (std::vector<std::string>{R(3)}));
+}
+
+TEST(SchedulerTest, WaitingPatientsKeepTheirTurnAndAlertsNeverWait) {
+  DeliveryScheduler s(Lingering(2));
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1)}), Batch(2, "p2", {R(2)}), Batch(3, "p3", {R(3), R(4), R(5)})}, done);
+  auto first = s.Next(true, 100);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->patient, "p3");
+  s.AddEvents({Event(9, "p1", "{\"id\":\"a1\"}")}, done);
+  auto alert = s.Next(true, 101);
+  ASSERT_TRUE(alert);
+  EXPECT_EQ(alert->kind, DeliveryBatch::Kind::kAlert);
+  // When the wait ends, the held patients go, in the order they were held. p3's rest is a
+  // partial message that came to its turn only now: it waits in its turn.
+  std::vector<std::string> order;
+  while (auto m = s.Next(true, 110)) order.push_back(m->patient);
+  EXPECT_EQ(order, (std::vector<std::string>{"p1", "p2"}));
+  auto rest = s.Next(true, 120);
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->patient, "p3");
+  EXPECT_EQ(Bodies(*rest), (std::vector<std::string>{R(5)}));
+}
+
 }  // namespace
 }  // namespace vg
