@@ -13,6 +13,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
+#include "outbox_rows.h"
 #include "vitalgate/forward/envelope.h"
 
 namespace vg {
@@ -137,37 +138,13 @@ class ForwarderTest : public ::testing::Test {
   }
   // Commits readings rows and alert rows and tells the forwarder there is something new.
   void Commit(std::vector<StoredRow> batches, std::vector<StoredRow> events = {}) {
-    WriteBatch b;
-    std::uint64_t readings = 0;
-    for (const StoredRow& r : batches) readings += r.count;
-    b.batches = std::move(batches);
-    b.events = std::move(events);
-    const std::size_t n_events = b.events.size();
-    ASSERT_TRUE(store_->Commit(b).ok());
-    stats_.readings_committed.fetch_add(readings);
-    stats_.alerts_committed.fetch_add(n_events);
+    test::CommitRows(*store_, stats_, std::move(batches), std::move(events));
   }
   static StoredRow Readings(std::uint64_t first_id, const std::string& patient, int n) {
-    StoredRow row;
-    row.seq = first_id;
-    row.patient = patient;
-    row.rx_ms = 1000;
-    row.count = static_cast<std::uint32_t>(n);
-    row.format = RowFormat::kBatch;
-    for (int i = 0; i < n; ++i) {
-      if (i > 0) row.body += '\n';
-      row.body += "{\"id\":\"i-" + std::to_string(first_id + static_cast<std::uint64_t>(i)) +
-                  "\",\"device\":\"d\",\"metric\":\"spo2\",\"value\":97,\"unit\":\"%\",\"ts\":\"2026-11-22T05:00:00.000Z\"}";
-    }
-    return row;
+    return test::ReadingsRow(first_id, patient, n, 1000);
   }
   static StoredRow Alert(std::uint64_t seq, const std::string& patient) {
-    StoredRow row;
-    row.seq = seq;
-    row.patient = patient;
-    row.rx_ms = 1000;
-    row.body = "{\"id\":\"a-" + std::to_string(seq) + "\",\"kind\":\"threshold\"}";
-    return row;
+    return test::AlertRow(seq, patient, 1000);
   }
   void Make(ForwarderOptions o = {}, PayloadSealer* sealer = nullptr) {
     o.gateway_id = "gw";

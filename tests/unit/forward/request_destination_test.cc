@@ -15,10 +15,14 @@
 #include <mutex>
 #include <thread>
 
+#include "outbox_rows.h"
+
 namespace vg {
 namespace {
 
 using std::chrono::milliseconds;
+using test::AlertBody;
+using test::ReadingBody;
 
 // The far end, as the test scripts it. Shared by the test and the destination's thread.
 struct FakeEndpoint {
@@ -121,45 +125,14 @@ class RequestDestinationTest : public ::testing::Test {
 
   // Commits rows as the store thread does and lets the destination know.
   void Commit(std::vector<StoredRow> batches, std::vector<StoredRow> events = {}) {
-    WriteBatch b;
-    std::uint64_t readings = 0;
-    for (const StoredRow& r : batches) readings += r.count;
-    b.batches = std::move(batches);
-    b.events = std::move(events);
-    const std::size_t n_events = b.events.size();
-    ASSERT_TRUE(store_->Commit(b).ok());
-    stats_.readings_committed.fetch_add(readings);
-    stats_.alerts_committed.fetch_add(n_events);
+    test::CommitRows(*store_, stats_, std::move(batches), std::move(events));
     bell_.Ring();
   }
-  static std::string ReadingBody(std::uint64_t id) {
-    return "{\"id\":\"i-" + std::to_string(id) +
-           "\",\"device\":\"d\",\"metric\":\"spo2\",\"value\":97,\"unit\":\"%\","
-           "\"ts\":\"2026-11-22T05:00:00.000Z\"}";
-  }
   static StoredRow Readings(std::uint64_t first_id, const std::string& patient, int n) {
-    StoredRow row;
-    row.seq = first_id;
-    row.patient = patient;
-    row.rx_ms = 1000 + static_cast<std::int64_t>(first_id);
-    row.count = static_cast<std::uint32_t>(n);
-    row.format = RowFormat::kBatch;
-    for (int i = 0; i < n; ++i) {
-      if (i > 0) row.body += '\n';
-      row.body += ReadingBody(first_id + static_cast<std::uint64_t>(i));
-    }
-    return row;
-  }
-  static std::string AlertBody(std::uint64_t seq) {
-    return "{\"id\":\"a-" + std::to_string(seq) + "\",\"kind\":\"threshold\"}";
+    return test::ReadingsRow(first_id, patient, n, 1000 + static_cast<std::int64_t>(first_id));
   }
   static StoredRow Alert(std::uint64_t seq, const std::string& patient) {
-    StoredRow row;
-    row.seq = seq;
-    row.patient = patient;
-    row.rx_ms = 500;
-    row.body = AlertBody(seq);
-    return row;
+    return test::AlertRow(seq, patient, 500);
   }
   void Make(RequestDestinationOptions o = {}) {
     o.name = "ehr";
