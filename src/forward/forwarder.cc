@@ -289,15 +289,16 @@ void Forwarder::Fill() {
   feed_.Refill(scheduler_, done);
   Report(done);
   const std::size_t window = static_cast<std::size_t>(options_.max_inflight);
+  const std::int64_t now_ms = clock_.MonotonicNs() / kMsNs;  // the readings' wait is a duration
   while (connected_ && lost_reason_.empty() && inflight_.size() < window) {
     // With messages in flight, a partial message of readings may wait a little to fill up
     // (alerts never wait).
     const bool busy = !inflight_.empty();
-    std::optional<ScheduledMessage> msg = scheduler_.Next(busy, clock_.WallMs());
+    std::optional<ScheduledMessage> msg = scheduler_.Next(busy, now_ms);
     if (!msg) {
       feed_.Refill(scheduler_, done);
       Report(done);
-      msg = scheduler_.Next(busy, clock_.WallMs());
+      msg = scheduler_.Next(busy, now_ms);
       if (!msg) break;
     }
     std::string topic;
@@ -369,7 +370,8 @@ void Forwarder::Step(std::chrono::milliseconds max_wait) {
     fds[1].events = static_cast<short>(POLLIN | (client_->WantWrite() ? POLLOUT : 0));
   }
   if (const std::int64_t held = scheduler_.HeldUntilMs(); held > 0 && connected_) {
-    timeout_ms = std::min<std::int64_t>(timeout_ms, std::max<std::int64_t>(1, held - clock_.WallMs()));
+    const std::int64_t left = held - clock_.MonotonicNs() / kMsNs;
+    timeout_ms = std::min<std::int64_t>(timeout_ms, std::max<std::int64_t>(1, left));
   }
   if (!lost_reason_.empty()) timeout_ms = 0;
   ::poll(fds, sock >= 0 ? 2 : 1, static_cast<int>(std::min<std::int64_t>(timeout_ms, 1000)));

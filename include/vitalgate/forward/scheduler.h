@@ -90,7 +90,7 @@ class DeliveryScheduler {
 
   // The next message, or nullopt when nothing is queued or ready. Events first. `busy`: other
   // messages are in flight, so partial messages of readings may wait (linger_ms); `now_ms`:
-  // the time, in the same clock for every call.
+  // a monotonic time, in the same clock for every call.
   std::optional<ScheduledMessage> Next(bool busy = false, std::int64_t now_ms = 0);
   // When the first waiting partial message is due (in the clock of `now_ms`), or 0 when none
   // waits.
