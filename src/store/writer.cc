@@ -195,7 +195,11 @@ void OutboxWriter::Fill() {
     StoredRow row;
     row.seq = ++event_seq_;
     row.patient = payload_.patients->Name(e.patient);
-    row.rx_ms = e.ts_ms;
+    // The gateway's time, as for a reading: the event time can come from a device's clock (a
+    // stored record days old, or a clock that is wrong), and the ages of what is undelivered
+    // (backlog alarm, oldest unsent, publish latency) would then be wrong too.
+    row.rx_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
     row.kind = EventKind::kAlert;
     AppendAlertJson(row.body, e, payload_);
     events_.push_back(std::move(row));

@@ -441,12 +441,18 @@ TEST_F(OutboxWriterTest, AnAlertEventIsStoredAsAnEventRowAndReported) {
   e.persist = "{\"engine\":\"state of A1\"}";
   PushAlert(e);
   const std::uint64_t r = Push(p1_, 86);
+  auto wall_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+  };
+  const std::int64_t before = wall_ms();
   Make(OpenStore(Options()));
   writer_->Start();
   ASSERT_TRUE(WaitFor([&] {
     return stats_.alerts_committed.load() == 1 && stats_.readings_committed.load() == 1;
   }));
   Stop();
+  const std::int64_t after = wall_ms();
 
   {
     std::lock_guard lock(mu_);
@@ -456,6 +462,10 @@ TEST_F(OutboxWriterTest, AnAlertEventIsStoredAsAnEventRowAndReported) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, EventKind::kAlert);
   EXPECT_EQ(events[0].patient, "p-1");
+  // Stored with the gateway's time, not the event's (a device's clock, here in 2026-09): the
+  // age of an undelivered alert is how long the gateway has held it.
+  EXPECT_GE(events[0].rx_ms, before);
+  EXPECT_LE(events[0].rx_ms, after);
   const nlohmann::json body = nlohmann::json::parse(events[0].body);
   EXPECT_EQ(body.at("id"), ids_.Format(0xA1));
   EXPECT_EQ(body.at("patient"), "p-1");
