@@ -393,6 +393,38 @@ def test_failed_logins_are_audited_and_rate_limited(fixtures, pki, tmp_path):
     assert "guess" not in f.logs() and "guess" not in "".join(lines)  # passwords are never written
 
 
+def test_a_changed_users_file_is_used_without_a_restart(fixtures, pki, tmp_path):
+    users = make_users(tmp_path, nurse="first-pass")
+    f = https_fixture(fixtures, pki, users)
+    ctx = client_ctx(pki)
+
+    def status(user, password):
+        return get(f.port, "/healthz", ctx=ctx, headers=basic(user, password))[0]
+
+    def until(check, what):
+        # The file is looked at again at most once a second, on a request that authenticates.
+        wait_until(check, 10, interval=0.25, what=what)
+
+    assert status("nurse", "first-pass") == 503
+    assert status("doctor", "d-pass") == 401
+    # Added: a second user gets in.
+    make_users(tmp_path, doctor="d-pass")
+    until(lambda: status("nurse", "first-pass") == 503 and "2 user(s)" in f.logs(), "the added user")
+    assert status("doctor", "d-pass") == 503
+    # Changed: the old password (verified before, so cached) no longer works, the new one does.
+    make_users(tmp_path, nurse="second-pass")
+    until(lambda: status("doctor", "d-pass") == 503 and f.logs().count("2 user(s)") >= 2,
+          "the changed password")
+    assert status("nurse", "first-pass") == 401
+    assert status("nurse", "second-pass") == 503
+    # A broken file keeps the users it had, and says why.
+    users.write_text(users.read_text() + "broken line\n")
+    until(lambda: status("doctor", "d-pass") == 503 and "keeping the previous users" in f.logs(),
+          "the broken file")
+    assert status("nurse", "second-pass") == 503
+    assert f"{users}:3: expected name:hash" in f.logs()
+
+
 def test_status_command_over_https(fixtures, pki, tmp_path):
     users = make_users(tmp_path, nurse="s3cret-pass")
     f = https_fixture(fixtures, pki, users)
