@@ -192,6 +192,10 @@ class MllpServer:
             mode = dict(self._mode)
             name = mode["name"]
             ctrl = received.control_id
+            # A mode may apply only to messages whose control id starts with `prefix` (e.g. "A":
+            # alarm events, not the NEWS2 observation sent before them); others get AA.
+            if not (ctrl or "").startswith(mode.get("prefix", "")):
+                name = "aa"
             if name == "silent":
                 return None
             if name == "close":

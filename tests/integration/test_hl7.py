@@ -344,6 +344,28 @@ def test_news2_score_change_without_alarm_is_an_observation_only(server):
     assert [m.type for m in msgs] == ["ORU^R01"]
 
 
+NEWS2_ALARM = next(e for e, *_ in ALARMS if e["id"] == "n-1")
+
+
+@pytest.mark.parametrize("failure", ["ae", "close"])
+def test_news2_alarm_failing_between_its_two_messages_sends_both_again(server, failure):
+    # The score's ORU^R01 (N…) is accepted; the alarm's ORU^R40 (A…) after it fails once.
+    assert NEWS2_ALARM["kind"] == "news2" and NEWS2_ALARM["state"] == "active"
+    server.set_mode(failure, n=1, prefix="A", text="Alarm manager busy")
+    out = run_driver(plain(server.port), [alert_step(1, **NEWS2_ALARM)] * 2)
+    if failure == "ae":
+        assert out[0]["rows"] == [{"kind": "retry", "reason": "HL7 AE: Alarm manager busy"}]
+    else:
+        assert "connection closed by the receiver before the ACK" in out[0]["failure"]
+    all_delivered(out[1], 1)
+    msgs = server.wait_for(4)
+    assert [m.type for m in msgs] == ["ORU^R01", "ORU^R40"] * 2
+    assert [m.answer for m in msgs] == ["AA", "AE" if failure == "ae" else "close", "AA", "AA"]
+    # The same content again, with the same control ids.
+    assert msgs[2].control_id == msgs[0].control_id and msgs[0].control_id.startswith("N")
+    assert msgs[3].control_id == msgs[1].control_id and msgs[1].control_id.startswith("A")
+
+
 def test_audit_events_are_acknowledged_without_a_message(server):
     step = {"batch": {"kind": "audit", "patient": "",
                       "rows": [{"seq": 1, "body": {"id": "a-1", "kind": "reload"}}]}}
