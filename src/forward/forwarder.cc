@@ -304,6 +304,8 @@ void Forwarder::Fill() {
     std::string topic;
     std::vector<std::string> row_errors;
     const std::string payload = Render(*msg, topic, row_errors);
+    const std::size_t items = msg->items.size();
+    scheduler_.Recycle(std::move(msg->items));
     if (std::any_of(row_errors.begin(), row_errors.end(), [](const std::string& e) { return !e.empty(); })) {
       // A row that cannot be rendered never will be: a dead letter (alarmed), not a retry that
       // would hold its patient's later readings back for good. The others go again at once.
@@ -317,10 +319,10 @@ void Forwarder::Fill() {
       Report(done);
       continue;
     }
-    Inflight entry{msg->token, msg->kind, msg->items.size(), msg->oldest_rx_ms};
+    Inflight entry{msg->token, msg->kind, items, msg->oldest_rx_ms};
     if (!Publish(topic, payload, entry, false)) {
       // Not sent: back to the front of its queue, tried again after the next connection.
-      scheduler_.OnOutcome(msg->token, std::vector<RowOutcome>(msg->items.size(), {RowOutcome::Kind::kRetry, ""}),
+      scheduler_.OnOutcome(msg->token, std::vector<RowOutcome>(items, {RowOutcome::Kind::kRetry, ""}),
                            "mqtt", clock_.WallMs(), done);
       Report(done);
       if (lost_reason_.empty()) lost_reason_ = "publishing failed";

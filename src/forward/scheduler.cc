@@ -142,12 +142,19 @@ void DeliveryScheduler::Take(std::map<std::string, std::deque<Item>>::iterator i
   msg.kind = DeliveryBatch::Kind::kReadings;
   msg.patient = patient;
   msg.oldest_rx_ms = q.front().rx_ms;
-  msg.items.reserve(n);
+  // Into a recycled message's items where there is one: assign() reuses their buffers.
+  msg.items = std::move(spare_);
+  spare_.clear();
+  msg.items.resize(n);
   flight.items.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     Item& item = q.front();
     msg.oldest_rx_ms = std::min(msg.oldest_rx_ms, item.rx_ms);
-    msg.items.push_back(OutboxRow{item.row, patient, std::string(item.body()), item.rx_ms});
+    OutboxRow& out = msg.items[i];
+    out.seq = item.row;
+    out.patient.assign(patient);
+    out.body.assign(item.body());
+    out.rx_ms = item.rx_ms;
     flight.items.push_back(std::move(item));
     q.pop_front();
   }

@@ -92,6 +92,10 @@ class DeliveryScheduler {
   // messages are in flight, so partial messages of readings may wait (linger_ms); `now_ms`:
   // a monotonic time, in the same clock for every call.
   std::optional<ScheduledMessage> Next(bool busy = false, std::int64_t now_ms = 0);
+  // The items of a message the caller is done with (rendered and handed to the link): the
+  // next message of readings reuses them, so their text buffers keep their capacity and a
+  // message costs no allocation per reading.
+  void Recycle(std::vector<OutboxRow> items) { spare_ = std::move(items); }
   // When the first waiting partial message is due (in the clock of `now_ms`), or 0 when none
   // waits.
   std::int64_t HeldUntilMs() const;
@@ -155,6 +159,7 @@ class DeliveryScheduler {
   };
   std::deque<Held> held_;  // patients whose partial message waits, in the order held
   std::size_t pending_items_ = 0;
+  std::vector<OutboxRow> spare_;  // a sent message's items, for the next message (Recycle)
   std::unordered_map<std::uint64_t, RowProgress> rows_;  // stored rows with items not finished
   std::map<std::uint64_t, Flight> in_flight_;             // by token (send order)
 };

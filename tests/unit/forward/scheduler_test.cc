@@ -216,6 +216,39 @@ TEST(SchedulerTest, OldestReceiveTimeCoversQueuedAndInFlight) {
   EXPECT_EQ(s.OldestRxMs(), 9);
 }
 
+TEST(SchedulerTest, AMessageBuiltInRecycledItemsHoldsOnlyItsOwnReadings) {
+  SchedulerOptions o;
+  o.max_items_per_message = 3;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  const std::string longer(300, 'x');  // a body longer than the next ones, in the same buffer
+  s.AddBatches({Batch(1, "patient-with-a-long-id", {"{\"id\":\"" + longer + "\"}", R(2), R(3)}),
+                Batch(4, "p2", {R(4)}), Batch(5, "p3", {R(5), R(6)}), Batch(7, "p4", {R(7), R(8), R(9)})},
+               done);
+  std::vector<std::vector<std::string>> bodies;
+  std::vector<std::string> patients;
+  std::vector<std::vector<std::uint64_t>> seqs;
+  while (auto m = s.Next()) {
+    bodies.push_back(Bodies(*m));
+    patients.push_back(m->patient);
+    std::vector<std::uint64_t> row_seqs;
+    for (const OutboxRow& r : m->items) {
+      EXPECT_EQ(r.patient, m->patient);
+      EXPECT_EQ(r.rx_ms, static_cast<std::int64_t>(r.seq));
+      row_seqs.push_back(r.seq);
+    }
+    seqs.push_back(row_seqs);
+    s.Recycle(std::move(m->items));  // 3 items, then fewer, then more again
+  }
+  ASSERT_EQ(bodies.size(), 4u);
+  EXPECT_EQ(patients, (std::vector<std::string>{"patient-with-a-long-id", "p2", "p3", "p4"}));
+  EXPECT_EQ(bodies[1], std::vector<std::string>{R(4)});
+  EXPECT_EQ(bodies[2], (std::vector<std::string>{R(5), R(6)}));
+  EXPECT_EQ(bodies[3], (std::vector<std::string>{R(7), R(8), R(9)}));
+  EXPECT_EQ(seqs[1], std::vector<std::uint64_t>{4});
+  EXPECT_EQ(seqs[3], (std::vector<std::uint64_t>{7, 7, 7}));
+}
+
 // Messages of at most `max` readings; a partial one may wait 10 ms on a busy link.
 SchedulerOptions Lingering(std::size_t max) {
   SchedulerOptions o;
