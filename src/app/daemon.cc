@@ -223,6 +223,7 @@ class Pipeline final : public DownlinkSink, public StatusSource {
     if (payload_key) wo.at_rest_key = payload_key->key;
     wo.batch_max_rows = static_cast<std::size_t>(cfg.storage.batch_max_rows);
     wo.reopen = so;
+    wo.clock = &clock_;
     OutboxWriterEvents events;
     events.on_health = [this](bool healthy, const std::string& why) {
       runner_->PostGatewayCondition(DeviceCondition::kStorage, !healthy,

@@ -198,8 +198,7 @@ void OutboxWriter::Fill() {
     // The gateway's time, as for a reading: the event time can come from a device's clock (a
     // stored record days old, or a clock that is wrong), and the ages of what is undelivered
     // (backlog alarm, oldest unsent, publish latency) would then be wrong too.
-    row.rx_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
+    row.rx_ms = options_.clock->WallMs();
     row.kind = EventKind::kAlert;
     AppendAlertJson(row.body, e, payload_);
     events_.push_back(std::move(row));

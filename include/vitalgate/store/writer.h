@@ -55,6 +55,8 @@ struct OutboxWriterOptions {
   std::chrono::milliseconds volatile_after{5000};
   std::chrono::milliseconds reopen_every{10000};  // when there is no outbox at all
   StoreOptions reopen;                             // how to open it
+  // The gateway's clock: an alert row's receive time, as a reading's comes from the input's.
+  const Clock* clock = &SystemClock::Instance();
 };
 
 // What the writer reports to the rest of the gateway (called on the store thread).

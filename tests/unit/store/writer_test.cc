@@ -441,18 +441,15 @@ TEST_F(OutboxWriterTest, AnAlertEventIsStoredAsAnEventRowAndReported) {
   e.persist = "{\"engine\":\"state of A1\"}";
   PushAlert(e);
   const std::uint64_t r = Push(p1_, 86);
-  auto wall_ms = [] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
-  };
-  const std::int64_t before = wall_ms();
-  Make(OpenStore(Options()));
+  const SimulatedClock gateway_clock(1'795'000'000'000);  // 2026-11-18; the event is from 2026-09
+  OutboxWriterOptions o;
+  o.clock = &gateway_clock;
+  Make(OpenStore(Options()), o);
   writer_->Start();
   ASSERT_TRUE(WaitFor([&] {
     return stats_.alerts_committed.load() == 1 && stats_.readings_committed.load() == 1;
   }));
   Stop();
-  const std::int64_t after = wall_ms();
 
   {
     std::lock_guard lock(mu_);
@@ -464,8 +461,7 @@ TEST_F(OutboxWriterTest, AnAlertEventIsStoredAsAnEventRowAndReported) {
   EXPECT_EQ(events[0].patient, "p-1");
   // Stored with the gateway's time, not the event's (a device's clock, here in 2026-09): the
   // age of an undelivered alert is how long the gateway has held it.
-  EXPECT_GE(events[0].rx_ms, before);
-  EXPECT_LE(events[0].rx_ms, after);
+  EXPECT_EQ(events[0].rx_ms, gateway_clock.WallMs());
   const nlohmann::json body = nlohmann::json::parse(events[0].body);
   EXPECT_EQ(body.at("id"), ids_.Format(0xA1));
   EXPECT_EQ(body.at("patient"), "p-1");
