@@ -252,6 +252,14 @@ TEST_F(HttpServerTest, IdleConnectionsMakeRoomForNewOnes) {
   EXPECT_LE(OnIo<std::size_t>([this] { return server_->connections(); }), 4u);
 }
 
+// In a test's child process: this process may open at most `n` files from now on.
+bool LowerOpenFileLimit(rlim_t n) {
+  rlimit low{};
+  if (::getrlimit(RLIMIT_NOFILE, &low) != 0) return false;
+  low.rlim_cur = n;
+  return ::setrlimit(RLIMIT_NOFILE, &low) == 0;
+}
+
 // Under an open-file limit of 48, http.max_connections 16 is cut to 12 (a quarter), so that
 // idle connections cannot take the descriptors the rest of the gateway needs. Runs in a child
 // process, whose open-file limit it lowers; the exit code is the number of connections served.
@@ -259,10 +267,7 @@ TEST(HttpServerAcceptTest, ConnectionsTakeAtMostAQuarterOfTheOpenFileLimit) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    rlimit low{};
-    ::getrlimit(RLIMIT_NOFILE, &low);
-    low.rlim_cur = 48;
-    if (::setrlimit(RLIMIT_NOFILE, &low) != 0) ::_exit(200);
+    if (!LowerOpenFileLimit(48)) ::_exit(200);
     boost::asio::io_context io;
     GatewayStats stats;
     SimulatedClock clock;
@@ -297,10 +302,7 @@ TEST(HttpServerAcceptTest, BacksOffWhileOutOfDescriptors) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     ::close(ready[0]);
-    rlimit low{};
-    ::getrlimit(RLIMIT_NOFILE, &low);
-    low.rlim_cur = 64;
-    if (::setrlimit(RLIMIT_NOFILE, &low) != 0) ::_exit(14);
+    if (!LowerOpenFileLimit(64)) ::_exit(14);
     boost::asio::io_context io;
     GatewayStats stats;
     stats.broker_connected = true;
