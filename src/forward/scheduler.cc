@@ -48,7 +48,7 @@ DeliveryScheduler::Item DeliveryScheduler::Whole(StoredRow&& row, bool in_memory
   item.rx_ms = row.rx_ms;
   item.in_memory = in_memory;
   item.kind = row.kind == EventKind::kAudit ? DeliveryBatch::Kind::kAudit : DeliveryBatch::Kind::kAlert;
-  item.patient = std::move(row.patient);
+  item.patient = Name(row.patient);
   return item;
 }
 
@@ -86,6 +86,7 @@ std::vector<DeliveryScheduler::Item> DeliveryScheduler::Items(
     const std::vector<std::string_view>& parts, bool in_memory) {
   std::vector<Item> items;
   items.reserve(parts.size());
+  const std::string* name = Name(row.patient);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     Item item;
     item.row = row.seq;
@@ -95,7 +96,7 @@ std::vector<DeliveryScheduler::Item> DeliveryScheduler::Items(
     item.size = static_cast<std::uint32_t>(parts[i].size());
     item.rx_ms = row.rx_ms;
     item.in_memory = in_memory;
-    item.patient = row.patient;
+    item.patient = name;
     items.push_back(std::move(item));
   }
   return items;
@@ -173,9 +174,9 @@ std::optional<ScheduledMessage> DeliveryScheduler::Next(bool busy, std::int64_t 
     Item item = std::move(events_.front());
     events_.pop_front();
     msg.kind = item.kind;
-    msg.patient = item.patient;
+    msg.patient = *item.patient;
     msg.oldest_rx_ms = item.rx_ms;
-    msg.items.push_back(OutboxRow{item.row, item.patient, std::string(item.body()), item.rx_ms});
+    msg.items.push_back(OutboxRow{item.row, *item.patient, std::string(item.body()), item.rx_ms});
     flight.items.push_back(std::move(item));
   } else {
     // Held patients whose wait is over go first: their readings are the oldest.
@@ -233,7 +234,7 @@ void DeliveryScheduler::Requeue(std::vector<Item> items) {
       events_.push_front(std::move(item));
       continue;
     }
-    const std::string patient = item.patient;
+    const std::string& patient = *item.patient;
     std::deque<Item>& q = readings_[patient];
     if (q.empty() && std::find(turns_.begin(), turns_.end(), patient) == turns_.end()) {
       turns_.push_front(patient);
@@ -264,7 +265,7 @@ void DeliveryScheduler::OnOutcome(std::uint64_t token, const std::vector<RowOutc
         d.kind = item.kind == DeliveryBatch::Kind::kReadings ? "reading"
                  : item.kind == DeliveryBatch::Kind::kAlert  ? "alert"
                                                              : "audit";
-        d.patient = item.patient;
+        d.patient = *item.patient;
         d.item_id = ItemId(item.body());
         d.reason = outcomes[i].reason;
         d.ts_ms = now_ms;

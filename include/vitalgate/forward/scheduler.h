@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -111,16 +112,16 @@ class DeliveryScheduler {
  private:
   struct Item {
     std::uint64_t row = 0;     // stored row seq
-    std::uint32_t index = 0;   // position in the row
     // The item's JSON object: [offset, offset + size) of its row's body, which the row's items
     // share (one allocation per stored row, not per reading).
     std::shared_ptr<const std::string> text;
     std::uint32_t offset = 0;
     std::uint32_t size = 0;
-    std::int64_t rx_ms = 0;
+    std::uint32_t index = 0;   // position in the row
     bool in_memory = false;
     DeliveryBatch::Kind kind = DeliveryBatch::Kind::kReadings;
-    std::string patient;
+    std::int64_t rx_ms = 0;
+    const std::string* patient = nullptr;  // in names_: one copy per patient, not per reading
     std::string_view body() const { return std::string_view(*text).substr(offset, size); }
   };
   struct RowProgress {
@@ -133,11 +134,14 @@ class DeliveryScheduler {
   };
 
   // The items of `row`, one per part of `text` (its body, shared by them).
-  static std::vector<Item> Items(const StoredRow& row, const std::shared_ptr<const std::string>& text,
-                                 const std::vector<std::string_view>& parts, bool in_memory);
+  std::vector<Item> Items(const StoredRow& row, const std::shared_ptr<const std::string>& text,
+                          const std::vector<std::string_view>& parts, bool in_memory);
   // A row's body, shared, and its parts: one JSON object per reading (kBatch) or the whole body.
   static std::vector<std::string_view> Share(StoredRow& row, std::shared_ptr<const std::string>& text);
-  static Item Whole(StoredRow&& row, bool in_memory);
+  Item Whole(StoredRow&& row, bool in_memory);
+  // The scheduler's one copy of a patient's name (kept while the scheduler lives; as many as
+  // the patients and devices the gateway knows).
+  const std::string* Name(const std::string& patient) { return &*names_.insert(patient).first; }
   void Finish(const Item& item, DoneRows& done);
   void Requeue(std::vector<Item> items);
   std::deque<Item>& PatientQueue(const std::string& patient);
@@ -159,6 +163,7 @@ class DeliveryScheduler {
   };
   std::deque<Held> held_;  // patients whose partial message waits, in the order held
   std::size_t pending_items_ = 0;
+  std::set<std::string, std::less<>> names_;  // see Name()
   std::vector<OutboxRow> spare_;  // a sent message's items, for the next message (Recycle)
   std::unordered_map<std::uint64_t, RowProgress> rows_;  // stored rows with items not finished
   std::map<std::uint64_t, Flight> in_flight_;             // by token (send order)

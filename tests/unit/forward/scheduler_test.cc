@@ -124,6 +124,44 @@ TEST(SchedulerTest, LinkLossRequeuesInFlightInOrderAheadOfNewerItems) {
   EXPECT_EQ(done.batches, std::vector<std::uint64_t>{1});
 }
 
+TEST(SchedulerTest, ItemsKeepTheirPatientThroughLinkLossAndIntoDeadLetters) {
+  // Names longer than a string's inline buffer, of patients whose queues empty and fill again.
+  const std::string a = "ward-7-bed-12-patient-0001";
+  const std::string b = "ward-7-bed-14-patient-0002";
+  SchedulerOptions o;
+  o.max_items_per_message = 2;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddEvents({Event(20, b, "{\"id\":\"a1\"}")}, done);
+  s.AddBatches({Batch(1, a, {R(1), R(2)}), Batch(3, b, {R(3)})}, done);
+  std::vector<std::string> sent;
+  while (auto m = s.Next()) sent.push_back(m->patient);
+  EXPECT_EQ(sent, (std::vector<std::string>{b, a, b}));
+  s.OnLinkLost();
+  s.AddBatches({Batch(4, a, {R(4)})}, done);
+  std::map<std::string, std::string> patient_of;  // item id -> patient of its message
+  std::vector<std::uint64_t> tokens;
+  while (auto m = s.Next()) {
+    for (const OutboxRow& r : m->items) {
+      EXPECT_EQ(r.patient, m->patient);
+      patient_of[r.body] = m->patient;
+    }
+    tokens.push_back(m->token);
+  }
+  EXPECT_EQ(patient_of, (std::map<std::string, std::string>{
+                            {"{\"id\":\"a1\"}", b}, {R(1), a}, {R(2), a}, {R(3), b}, {R(4), a}}));
+  // Every item refused for good: each dead letter names its own patient.
+  for (std::uint64_t token : tokens) {
+    s.OnOutcome(token,
+                {{RowOutcome::Kind::kRejected, "refused"}, {RowOutcome::Kind::kRejected, "refused"}},
+                "ehr", 1, done);
+  }
+  std::map<std::string, std::string> dead;  // item id -> patient
+  for (const DeadLetter& d : done.dead_letters) dead[d.item_id] = d.patient;
+  EXPECT_EQ(dead, (std::map<std::string, std::string>{
+                      {"a1", b}, {"r1", a}, {"r2", a}, {"r3", b}, {"r4", a}}));
+}
+
 TEST(SchedulerTest, RejectedItemsBecomeDeadLettersAndDoNotBlockTheRow) {
   SchedulerOptions o;
   o.max_items_per_message = 3;
