@@ -68,6 +68,11 @@ struct DoneRows {
 class DeliveryScheduler {
  public:
   explicit DeliveryScheduler(SchedulerOptions options) : options_(options) {}
+  // Not copyable: queued items point to this scheduler's names (moving keeps them valid).
+  DeliveryScheduler(const DeliveryScheduler&) = delete;
+  DeliveryScheduler& operator=(const DeliveryScheduler&) = delete;
+  DeliveryScheduler(DeliveryScheduler&&) = default;
+  DeliveryScheduler& operator=(DeliveryScheduler&&) = default;
 
   // Stored rows, unsealed, in seq order (events and batches separately; each call continues
   // the previous one). Rows this destination does not take are returned as done at once.
