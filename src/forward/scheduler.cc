@@ -280,6 +280,13 @@ void DeliveryScheduler::OnOutcome(std::uint64_t token, const std::vector<RowOutc
     }
   }
   if (!retry.empty()) Requeue(std::move(retry));
+  ForgetNamesIfIdle();
+}
+
+void DeliveryScheduler::ForgetNamesIfIdle() {
+  // No item left to point to a name: patients come and go (transfers, discharges), so the
+  // names are not kept for the life of the gateway.
+  if (events_.empty() && pending_items_ == 0 && in_flight_.empty()) names_.clear();
 }
 
 void DeliveryScheduler::OnLinkLost() {

@@ -93,6 +93,8 @@ class DeliveryScheduler {
   bool HasEvents() const { return !events_.empty(); }
   bool HasReadings() const { return pending_items_ > 0; }
   std::size_t in_flight() const { return in_flight_.size(); }
+  // Patient names held for queued and in-flight items (none once everything is done).
+  std::size_t names_held() const { return names_.size(); }
 
   // The next message, or nullopt when nothing is queued or ready. Events first. `busy`: other
   // messages are in flight, so partial messages of readings may wait (linger_ms); `now_ms`:
@@ -144,9 +146,10 @@ class DeliveryScheduler {
   // A row's body, shared, and its parts: one JSON object per reading (kBatch) or the whole body.
   static std::vector<std::string_view> Share(StoredRow& row, std::shared_ptr<const std::string>& text);
   Item Whole(StoredRow&& row, bool in_memory);
-  // The scheduler's one copy of a patient's name (kept while the scheduler lives; as many as
-  // the patients and devices the gateway knows).
+  // The scheduler's one copy of a patient's name, for its items. Kept while any item may point
+  // to it: all names are dropped whenever nothing is queued or in flight (ForgetNamesIfIdle).
   const std::string* Name(const std::string& patient) { return &*names_.insert(patient).first; }
+  void ForgetNamesIfIdle();
   void Finish(const Item& item, DoneRows& done);
   void Requeue(std::vector<Item> items);
   std::deque<Item>& PatientQueue(const std::string& patient);
@@ -168,7 +171,7 @@ class DeliveryScheduler {
   };
   std::deque<Held> held_;  // patients whose partial message waits, in the order held
   std::size_t pending_items_ = 0;
-  std::set<std::string, std::less<>> names_;  // see Name()
+  std::set<std::string> names_;  // see Name()
   std::vector<OutboxRow> spare_;  // a sent message's items, for the next message (Recycle)
   std::unordered_map<std::uint64_t, RowProgress> rows_;  // stored rows with items not finished
   std::map<std::uint64_t, Flight> in_flight_;             // by token (send order)

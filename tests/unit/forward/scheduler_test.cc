@@ -162,6 +162,38 @@ TEST(SchedulerTest, ItemsKeepTheirPatientThroughLinkLossAndIntoDeadLetters) {
                       {"a1", b}, {"r1", a}, {"r2", a}, {"r3", b}, {"r4", a}}));
 }
 
+TEST(SchedulerTest, PatientNamesAreHeldOnlyWhileItemsNeedThem) {
+  // A ward's patients change; the names of those with nothing left to send are not kept.
+  SchedulerOptions o;
+  o.max_items_per_message = 1;
+  DeliveryScheduler s(o);
+  DoneRows done;
+  s.AddBatches({Batch(1, "p1", {R(1)}), Batch(2, "p2", {R(2)})}, done);
+  s.AddEvents({Event(10, "p3", "{\"id\":\"a1\"}")}, done);
+  EXPECT_EQ(s.names_held(), 3u);
+  auto alert = s.Next();
+  auto first = s.Next();
+  ASSERT_TRUE(alert && first);
+  s.OnOutcome(alert->token, {}, "mqtt", 0, done);
+  s.OnOutcome(first->token, {}, "mqtt", 0, done);
+  EXPECT_EQ(s.names_held(), 3u) << "p2's reading is still queued";
+  auto second = s.Next();
+  ASSERT_TRUE(second);
+  s.OnLinkLost();  // back in the queue: its name still needed
+  second = s.Next();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->patient, "p2");
+  s.OnOutcome(second->token, {}, "mqtt", 0, done);
+  EXPECT_EQ(s.names_held(), 0u);
+  EXPECT_EQ(done.batches, (std::vector<std::uint64_t>{1, 2}));
+  // A patient seen again after that gets its name back.
+  s.AddBatches({Batch(5, "p1", {R(5)})}, done);
+  auto again = s.Next();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->patient, "p1");
+  EXPECT_EQ(again->items.at(0).patient, "p1");
+}
+
 TEST(SchedulerTest, RejectedItemsBecomeDeadLettersAndDoNotBlockTheRow) {
   SchedulerOptions o;
   o.max_items_per_message = 3;
