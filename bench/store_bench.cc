@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "vitalgate/core/compact_row.h"
 #include "vitalgate/store/outbox.h"
 
 namespace vg {
@@ -24,26 +25,29 @@ void RemoveDb(const std::string& path) {
   for (const char* s : {"", "-wal", "-shm"}) std::remove((path + s).c_str());
 }
 
-// One reading's JSON, as the engine renders it.
-std::string Reading(std::uint64_t n) {
-  return R"({"id":"cd6fac20-1000000)" + std::to_string(n) +
-         R"(","device":"ox-1","metric":"spo2","value":97,"unit":"%","ts":"2026-11-22T05:00:00.000Z"})";
-}
-
 // `readings` readings as the store thread writes them: one row per patient and commit, here
-// at most 100 readings a row (100 patients).
+// at most 100 readings a row (100 patients), in the compact stored form.
 void AddReadings(WriteBatch& batch, std::uint64_t readings, std::uint64_t& seq, std::uint64_t& n) {
   const std::uint64_t per_row = std::max<std::uint64_t>(1, readings / 100);
+  CompactRowEncoder encoder;
   for (std::uint64_t done = 0; done < readings; done += per_row) {
     StoredRow r;
     r.seq = seq++;
     r.patient = "p-" + std::to_string(r.seq % 100);
     r.rx_ms = 1'795'323'600'000 + static_cast<std::int64_t>(r.seq);
-    r.format = RowFormat::kBatch;
+    r.format = RowFormat::kCompact;
     r.count = static_cast<std::uint32_t>(std::min(per_row, readings - done));
+    encoder.Begin(r.body);
     for (std::uint32_t i = 0; i < r.count; ++i) {
-      if (i > 0) r.body += '\n';
-      r.body += Reading(n++);
+      ReadingText t;
+      t.instance = "cd6fac20";
+      t.id = n++;
+      t.device = "ox-1";
+      t.metric = "spo2";
+      t.unit = "%";
+      t.value = 97;
+      t.ts_ms = r.rx_ms;
+      encoder.Append(r.body, t);
     }
     batch.batches.push_back(std::move(r));
   }

@@ -6,11 +6,13 @@
 
 namespace vg {
 
-void IdFormat::Append(std::string& out, std::uint64_t id) const {
-  out += instance_;
+void AppendId(std::string& out, std::string_view instance, std::uint64_t id) {
+  out += instance;
   out += '-';
   AppendHex(out, id);
 }
+
+void IdFormat::Append(std::string& out, std::uint64_t id) const { AppendId(out, instance_, id); }
 
 std::string IdFormat::Format(std::uint64_t id) const {
   std::string s;

@@ -122,9 +122,9 @@ std::optional<double> AcvpuFromLetter(std::string_view letter) {
 
 char AcvpuLetter(double encoded) {
   static constexpr std::string_view kLetters = "ACVPU";
-  const auto index = static_cast<long>(encoded);
-  if (index < 0 || index >= static_cast<long>(kLetters.size())) return '?';
-  return kLetters[static_cast<std::size_t>(index)];
+  // Compared as a double first: converting one out of long's range is undefined.
+  if (!(encoded >= 0 && encoded < static_cast<double>(kLetters.size()))) return '?';
+  return kLetters[static_cast<std::size_t>(encoded)];
 }
 
 }  // namespace vg

@@ -13,8 +13,8 @@ std::string_view DeviceName(const PayloadContext& ctx, DeviceIndex d) {
 
 }  // namespace
 
-void AppendReadingValue(std::string& out, Metric metric, double value) {
-  switch (Info(metric).type) {
+void AppendReadingValue(std::string& out, ValueType type, double value) {
+  switch (type) {
     case ValueType::kNumber:
       AppendJsonNumber(out, value);
       break;
@@ -29,38 +29,52 @@ void AppendReadingValue(std::string& out, Metric metric, double value) {
   }
 }
 
-void AppendReadingJson(std::string& out, const Reading& r, const PayloadContext& ctx) {
+ReadingText TextOf(const Reading& r, const PayloadContext& ctx) {
   const MetricInfo& info = Info(r.metric);
+  ReadingText t;
+  t.instance = ctx.ids->instance();
+  t.id = r.id;
+  t.device = DeviceName(ctx, r.device);
+  t.metric = info.name;
+  t.unit = info.unit;
+  t.type = info.type;
+  t.value = r.value;
+  t.ts_ms = r.ts_ms;
+  t.device_ts_ms = r.device_ts_ms;
+  t.flags = r.flags & kShownFlags;
+  return t;
+}
+
+void AppendReadingJson(std::string& out, const ReadingText& t) {
   out += "{\"id\":\"";
-  ctx.ids->Append(out, r.id);
+  AppendId(out, t.instance, t.id);
   out += "\",\"device\":";
-  AppendJsonString(out, DeviceName(ctx, r.device));
+  AppendJsonString(out, t.device);
   out += ",\"metric\":\"";
-  out += info.name;
+  out += t.metric;
   out += "\",\"value\":";
-  AppendReadingValue(out, r.metric, r.value);
-  if (!info.unit.empty()) {
+  AppendReadingValue(out, t.type, t.value);
+  if (!t.unit.empty()) {
     out += ",\"unit\":\"";
-    out += info.unit;
+    out += t.unit;
     out += '"';
   }
   out += ",\"ts\":\"";
-  AppendRfc3339(out, r.ts_ms);
+  AppendRfc3339(out, t.ts_ms);
   out += '"';
-  if ((r.flags & kFlagClock) != 0 && r.device_ts_ms != 0) {
+  if ((t.flags & kFlagClock) != 0 && t.device_ts_ms != 0) {
     out += ",\"device_ts\":\"";
-    AppendRfc3339(out, r.device_ts_ms);
+    AppendRfc3339(out, t.device_ts_ms);
     out += '"';
   }
-  constexpr std::uint8_t kShown = kFlagQuestionable | kFlagSpot | kFlagStored | kFlagClock;
-  if ((r.flags & kShown) != 0) {
+  if ((t.flags & kShownFlags) != 0) {
     out += ",\"flags\":[";
     bool first = true;
     for (const auto& [bit, word] : {std::pair<std::uint8_t, const char*>{kFlagQuestionable, "questionable"},
                                     {kFlagSpot, "spot"},
                                     {kFlagStored, "stored"},
                                     {kFlagClock, "clock"}}) {
-      if ((r.flags & bit) == 0) continue;
+      if ((t.flags & bit) == 0) continue;
       if (!first) out += ',';
       first = false;
       out += '"';

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "vitalgate/core/compact_row.h"
+
 namespace vg {
 namespace {
 
@@ -31,6 +33,7 @@ bool OutboxFeed::EnsureReader() {
 
 bool OutboxFeed::Unseal(StoredRow& row, bool event) {
   if (!row.body.empty() && row.body.front() == '{') return true;  // stored in clear
+  if (row.format == RowFormat::kCompact && IsCompactRow(row.body)) return true;
   if (options_.at_rest_key) {
     auto sealed = AeadUnpack(row.body);
     if (sealed.ok()) {
@@ -46,6 +49,21 @@ bool OutboxFeed::Unseal(StoredRow& row, bool event) {
                   options_.name);
   }
   return false;
+}
+
+bool OutboxFeed::Expand(StoredRow& row) {
+  if (row.format != RowFormat::kCompact) return true;
+  auto text = ExpandCompactRow(row.body, row.count);
+  if (!text.ok()) {
+    if (error_log_.Allow(clock_.MonotonicNs(), errors_suppressed_)) {
+      spdlog::error("{}: outbox row {} cannot be read ({}); kept as a dead letter", options_.name,
+                    row.seq, text.status().message());
+    }
+    return false;
+  }
+  row.body = std::move(*text);
+  row.format = RowFormat::kBatch;
+  return true;
 }
 
 void OutboxFeed::Refill(DeliveryScheduler& scheduler, DoneRows& done) {
@@ -80,7 +98,13 @@ void OutboxFeed::Refill(DeliveryScheduler& scheduler, DoneRows& done) {
     std::vector<StoredRow> open;
     open.reserve(rows.size());
     for (StoredRow& row : rows) {
-      if (Unseal(row, event)) {
+      std::string reason;
+      if (!Unseal(row, event)) {
+        reason = "the stored row cannot be decrypted with the configured key";
+      } else if (!Expand(row)) {
+        reason = "the stored row is damaged";
+      }
+      if (reason.empty()) {
         open.push_back(std::move(row));
       } else {
         // Cannot ever be delivered: keep it for inspection, never block the rest.
@@ -88,7 +112,7 @@ void OutboxFeed::Refill(DeliveryScheduler& scheduler, DoneRows& done) {
         d.destination = options_.name;
         d.kind = event ? "alert" : "reading";
         d.patient = row.patient;
-        d.reason = "the stored row cannot be decrypted with the configured key";
+        d.reason = std::move(reason);
         d.ts_ms = clock_.WallMs();
         d.body = row.body;
         done.dead_letters.push_back(std::move(d));

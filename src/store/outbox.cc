@@ -67,6 +67,11 @@ CREATE TABLE audit_log(
     {3, R"sql(
 CREATE INDEX batches_backlog ON batches(acked, seq, count, rx_ms);
 )sql"},
+    // Schema 4: reading rows may be written in the compact form (format 2). The tables do not
+    // change; the version keeps a release that cannot read that form from opening the file.
+    {4, R"sql(
+SELECT 1;
+)sql"},
 };
 static_assert(std::size(kMigrations) == kOutboxSchemaVersion);
 
@@ -140,9 +145,10 @@ Status Run(sqlite3* db, sqlite::Stmt& st, const char* what) {
 }  // namespace
 
 std::string BodyAad(bool event, RowFormat format, std::uint64_t seq) {
-  std::string aad = event ? "vitalgate-outbox:alert:" : format == RowFormat::kBatch
-                                                            ? "vitalgate-outbox:batch:"
-                                                            : "vitalgate-outbox:reading:";
+  std::string aad = event                          ? "vitalgate-outbox:alert:"
+                    : format == RowFormat::kBatch   ? "vitalgate-outbox:batch:"
+                    : format == RowFormat::kCompact ? "vitalgate-outbox:compact:"
+                                                    : "vitalgate-outbox:reading:";
   aad += std::to_string(seq);
   return aad;
 }
@@ -361,6 +367,7 @@ Status OutboxStore::Init(const StoreOptions& options, OpenReport* report) {
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA journal_size_limit=" + std::to_string(wal_allowance)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA wal_autocheckpoint=" + std::to_string(checkpoint_pages)));
   VG_RETURN_IF_ERROR(db.Exec("PRAGMA max_page_count=" + std::to_string(pages)));
+  VG_RETURN_IF_ERROR(db.Exec("PRAGMA cache_size=-1024"));
   VG_RETURN_IF_ERROR(Count());
   RestoreReserve();
   return Prepare();
@@ -806,7 +813,8 @@ Status ReadRows(sqlite3* db, sqlite::Stmt& st, int bit, std::uint64_t after, std
     row.patient = std::string(st.Text(1));
     row.rx_ms = st.Int(2);
     row.count = static_cast<std::uint32_t>(st.Int(3));
-    row.format = st.Int(4) == 1 ? RowFormat::kBatch : RowFormat::kSingle;
+    const std::int64_t format = st.Int(4);
+    row.format = format == 1 ? RowFormat::kBatch : format == 2 ? RowFormat::kCompact : RowFormat::kSingle;
     row.kind = st.Int(5) == 1 ? EventKind::kAudit : EventKind::kAlert;
     row.body = std::string(st.Text(6));
     out.push_back(std::move(row));

@@ -247,13 +247,14 @@ void OutboxWriter::Fill() {
           row.patient = payload_.patients->Name(r.patient);
           row.rx_ms = r.rx_ms;
           row.count = 0;
-          row.format = RowFormat::kBatch;
-          row.body.reserve(256);
+          row.format = RowFormat::kCompact;
+          row.body.reserve(64);
+          if (encoders_.size() <= batches_.size()) encoders_.emplace_back();
+          encoders_[batches_.size()].Begin(row.body);
           batches_.push_back(std::move(row));
         }
         StoredRow& row = batches_[it->second];
-        if (row.count > 0) row.body += '\n';
-        AppendReadingJson(row.body, r, payload_);
+        encoders_[it->second].Append(row.body, TextOf(r, payload_));
         ++row.count;
         ++pending_readings_;
         if (r.record_key != 0 && devices != nullptr && r.device < devices->size()) {
@@ -381,7 +382,7 @@ bool OutboxWriter::CommitOnce() {
     b.batches.reserve(batches_.size());
     for (const StoredRow& r : batches_) {
       StoredRow sealed = r;
-      sealed.body = Seal(r.body, false, RowFormat::kBatch, r.seq);
+      sealed.body = Seal(r.body, false, r.format, r.seq);
       b.batches.push_back(std::move(sealed));
     }
     return b;

@@ -476,6 +476,56 @@ def seq_of(reading):
     return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+def compact_row_ids(body):
+    """Reading ids of a compact outbox row (format 2, laid out as
+    include/vitalgate/core/compact_row.h says)."""
+    pos = 1
+    strings = []
+
+    def varint():
+        nonlocal pos
+        value, shift = 0, 0
+        while True:
+            b = body[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return value
+
+    def unzigzag(v):
+        return (v >> 1) ^ -(v & 1)
+
+    def string():
+        nonlocal pos
+        n = varint()
+        if n < len(strings):
+            return strings[n]
+        size = varint()
+        strings.append(body[pos:pos + size].decode())
+        pos += size
+        return strings[-1]
+
+    assert body[:1] == b"\x01", "not a compact row"
+    ids, last = [], 0
+    while pos < len(body):
+        last = (last + unzigzag(varint())) & (2**64 - 1)
+        instance = string()
+        for _ in range(3):  # device, metric, unit
+            string()
+        head = body[pos]
+        pos += 2  # head and flags
+        if head & 0x08:
+            pos += 8
+        else:
+            varint()
+        varint()  # ts
+        if head & 0x04:
+            varint()  # device_ts
+        ids.append(f"{instance}-{last:x}")
+    return ids
+
+
 def outbox_ids(db_path):
     """Ids of the readings in an outbox file (read-only, after the gateway died)."""
     import sqlite3
@@ -483,8 +533,13 @@ def outbox_ids(db_path):
         return set()
     con = sqlite3.connect(db_path, timeout=10)
     try:
-        # Schema 2: the readings of one patient and commit are one row, joined by newlines.
-        return {json.loads(line)["id"] for (body,) in con.execute("SELECT body FROM batches")
-                for line in (body.decode() if isinstance(body, bytes) else body).split("\n") if line}
+        ids = set()
+        for fmt, body in con.execute("SELECT format, body FROM batches"):
+            body = body.encode() if isinstance(body, str) else body
+            if fmt == 2:  # schema 4: compact binary records
+                ids.update(compact_row_ids(body))
+            else:  # schema 2: the readings of one patient and commit joined by newlines
+                ids.update(json.loads(line)["id"] for line in body.decode().split("\n") if line)
+        return ids
     finally:
         con.close()

@@ -27,6 +27,9 @@ class IdAllocator {
   std::uint64_t next_;
 };
 
+// Appends an id as "<instance>-<hex>".
+void AppendId(std::string& out, std::string_view instance, std::uint64_t id);
+
 class IdFormat {
  public:
   explicit IdFormat(std::string instance) : instance_(std::move(instance)) {}

@@ -44,6 +44,8 @@ class OutboxFeed {
   bool EnsureReader();
   // Opens a sealed body in place; false (logged, counted) when it cannot be opened.
   bool Unseal(StoredRow& row, bool event);
+  // Turns a compact reading row into its JSON text; false (logged) when it is damaged.
+  bool Expand(StoredRow& row);
 
   OutboxFeedOptions options_;
   const Clock& clock_;

@@ -31,7 +31,7 @@
 
 namespace vg {
 
-inline constexpr int kOutboxSchemaVersion = 3;
+inline constexpr int kOutboxSchemaVersion = 4;
 
 // One deliverable item: a reading, or an alert or audit event.
 struct OutboxRow {
@@ -45,6 +45,7 @@ struct OutboxRow {
 enum class RowFormat : std::uint8_t {
   kSingle = 0,  // one JSON object (rows written by schema 1; readings and events)
   kBatch = 1,   // readings joined by '\n' (no JSON text contains a raw newline)
+  kCompact = 2, // readings as compact binary records (core/compact_row.h; schema 4)
 };
 
 enum class EventKind : std::uint8_t { kAlert = 0, kAudit = 1 };

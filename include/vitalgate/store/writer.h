@@ -33,6 +33,7 @@
 #include "vitalgate/core/aead.h"
 #include "vitalgate/core/alert.h"
 #include "vitalgate/core/clock.h"
+#include "vitalgate/core/compact_row.h"
 #include "vitalgate/core/doorbell.h"
 #include "vitalgate/core/payload.h"
 #include "vitalgate/core/spsc_ring.h"
@@ -151,6 +152,7 @@ class OutboxWriter {
   // Pending, in clear: sealed copies are made for each commit attempt.
   std::vector<StoredRow> batches_;       // reading rows of this round, one per patient
   std::unordered_map<PatientIndex, std::size_t> open_row_;  // patient -> row in batches_
+  std::vector<CompactRowEncoder> encoders_;  // by row in batches_; kept for their capacity
   std::size_t pending_readings_ = 0;
   std::vector<StoredRow> events_;
   std::size_t events_sent_volatile_ = 0;  // events_[0..n) already handed to the forwarder

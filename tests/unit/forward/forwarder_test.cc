@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "outbox_rows.h"
+#include "vitalgate/core/compact_row.h"
 #include "vitalgate/forward/envelope.h"
 
 namespace vg {
@@ -168,6 +169,18 @@ class ForwarderTest : public ::testing::Test {
     }
     return done();
   }
+  // Steps until the store is handed dead letters; what it was handed (empty if none came).
+  std::vector<DeadLetter> StepUntilDeadLetters() {
+    std::vector<DeadLetter> dead;
+    StepUntil([&] {
+      while (delivered_.HasWork()) {
+        DeliveryQueue::Batch b = delivered_.Take();
+        dead.insert(dead.end(), b.dead_letters.begin(), b.dead_letters.end());
+      }
+      return !dead.empty();
+    });
+    return dead;
+  }
   std::vector<FakeBroker::Message> On(const std::string& part) const {
     std::vector<FakeBroker::Message> out;
     for (const auto& m : broker_.published) {
@@ -218,14 +231,7 @@ TEST_F(ForwarderTest, AStoredRowThatCannotBeRenderedIsDeadLetteredAndHoldsNothin
   Commit({bad, Readings(2, "p1", 2)});
   // The patient's valid readings go out; the broken row is a dead letter, not a retry forever.
   ASSERT_TRUE(StepUntil([&] { return On("/readings/p1").size() == 1; }));
-  std::vector<DeadLetter> dead;
-  ASSERT_TRUE(StepUntil([&] {
-    while (delivered_.HasWork()) {
-      DeliveryQueue::Batch b = delivered_.Take();
-      dead.insert(dead.end(), b.dead_letters.begin(), b.dead_letters.end());
-    }
-    return !dead.empty();
-  }));
+  const std::vector<DeadLetter> dead = StepUntilDeadLetters();
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].destination, "mqtt");
   EXPECT_NE(dead[0].reason.find("cannot be rendered"), std::string::npos) << dead[0].reason;
@@ -238,6 +244,52 @@ TEST_F(ForwarderTest, AStoredRowThatCannotBeRenderedIsDeadLetteredAndHoldsNothin
     ++observations;
   }
   EXPECT_EQ(observations, 2u) << payload;
+}
+
+// A row of `n` readings of `patient` in the compact stored form, ids "gw1-<hex>" from first_id.
+StoredRow CompactReadings(std::uint64_t first_id, const std::string& patient, int n, std::string* json) {
+  StoredRow row;
+  row.seq = first_id;
+  row.patient = patient;
+  row.count = static_cast<std::uint32_t>(n);
+  row.format = RowFormat::kCompact;
+  CompactRowEncoder encoder;
+  encoder.Begin(row.body);
+  for (int i = 0; i < n; ++i) {
+    ReadingText t;
+    t.instance = "gw1";
+    t.id = first_id + static_cast<std::uint64_t>(i);
+    t.device = "oximeter-1";
+    t.metric = "spo2";
+    t.unit = "%";
+    t.value = 88 + i;
+    t.ts_ms = 1'790'000'000'000 + i * 1000;
+    encoder.Append(row.body, t);
+    if (json != nullptr) {
+      if (!json->empty()) *json += ',';
+      AppendReadingJson(*json, t);
+    }
+  }
+  return row;
+}
+
+TEST_F(ForwarderTest, CompactRowsGoOutAsTheirJsonAndADamagedOneIsADeadLetter) {
+  Make(ForwarderOptions{});
+  std::string json;
+  StoredRow damaged = CompactReadings(1, "p1", 2, nullptr);
+  damaged.body.resize(damaged.body.size() - 3);  // cut short
+  Commit({damaged, CompactReadings(3, "p1", 2, &json)});
+  ASSERT_TRUE(StepUntil([&] { return On("/readings/p1").size() == 1; }));
+  const nlohmann::json payload = nlohmann::json::parse(On("/readings/p1")[0].payload);
+  EXPECT_EQ(payload.at("readings"), nlohmann::json::parse("[" + json + "]"))
+      << "the readings of the whole row, as AppendReadingJson writes them";
+  const std::vector<DeadLetter> dead = StepUntilDeadLetters();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].kind, "reading");
+  EXPECT_EQ(dead[0].patient, "p1");
+  EXPECT_NE(dead[0].reason.find("damaged"), std::string::npos) << dead[0].reason;
+  EXPECT_EQ(dead[0].body, damaged.body) << "kept as stored, for inspection";
+  EXPECT_EQ(dest_.dead_letters.load(), 1u);
 }
 
 TEST_F(ForwarderTest, AnAlertGoesAheadOfAReadingsBacklog) {

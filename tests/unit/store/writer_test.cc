@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "vitalgate/core/aead.h"
+#include "vitalgate/core/compact_row.h"
 
 namespace vg {
 namespace {
@@ -166,14 +167,28 @@ bool Rang(const Doorbell& bell) {
   return ::poll(&pfd, 1, 0) == 1;
 }
 
-// The "id" of each reading in a stored batch body.
-std::vector<std::string> IdsIn(const std::string& body) {
+// The JSON text of each reading in a reading row's (open) body of `count` readings.
+std::vector<std::string> ReadingsIn(std::string_view body, std::uint32_t count) {
+  std::string text(body);
+  if (IsCompactRow(body)) {
+    auto expanded = ExpandCompactRow(body, count);
+    EXPECT_TRUE(expanded.ok()) << expanded.status().message();
+    text = expanded.ok() ? *expanded : std::string();
+  }
   std::vector<std::string> out;
-  for (std::string_view part : SplitBatchBody(body)) {
+  for (std::string_view part : SplitBatchBody(text)) out.emplace_back(part);
+  return out;
+}
+
+// The "id" of each reading in a reading row's body.
+std::vector<std::string> IdsIn(std::string_view body, std::uint32_t count) {
+  std::vector<std::string> out;
+  for (const std::string& part : ReadingsIn(body, count)) {
     out.push_back(nlohmann::json::parse(part).at("id").get<std::string>());
   }
   return out;
 }
+std::vector<std::string> IdsIn(const StoredRow& row) { return IdsIn(row.body, row.count); }
 
 class OutboxWriterTest : public ::testing::Test {
  protected:
@@ -375,13 +390,13 @@ TEST_F(OutboxWriterTest, EachPatientsReadingsAreCommittedAsOneRowInOrder) {
   EXPECT_EQ(rows[0].seq, a1) << "a row is keyed by its first reading";
   EXPECT_EQ(rows[0].patient, "p-1");
   EXPECT_EQ(rows[0].count, 3u);
-  EXPECT_EQ(rows[0].format, RowFormat::kBatch);
-  EXPECT_EQ(IdsIn(rows[0].body),
+  EXPECT_EQ(rows[0].format, RowFormat::kCompact);
+  EXPECT_EQ(IdsIn(rows[0]),
             (std::vector<std::string>{ids_.Format(a1), ids_.Format(a2), ids_.Format(a3)}));
   EXPECT_EQ(rows[1].seq, b1);
   EXPECT_EQ(rows[1].patient, "p-2");
-  EXPECT_EQ(IdsIn(rows[1].body), (std::vector<std::string>{ids_.Format(b1), ids_.Format(b2)}));
-  const nlohmann::json first = nlohmann::json::parse(SplitBatchBody(rows[0].body)[0]);
+  EXPECT_EQ(IdsIn(rows[1]), (std::vector<std::string>{ids_.Format(b1), ids_.Format(b2)}));
+  const nlohmann::json first = nlohmann::json::parse(ReadingsIn(rows[0].body, rows[0].count).at(0));
   EXPECT_EQ(first.at("device"), "monitor-1");
   EXPECT_EQ(first.at("value"), 71);
   EXPECT_EQ(stats_.backlog_readings.load(), 5u);
@@ -407,7 +422,7 @@ TEST_F(OutboxWriterTest, NothingQueuedIsLostWhenStoppedRightAfterIt) {
   std::vector<std::uint64_t> stored;
   std::map<std::string, std::uint64_t> last_of;
   for (const StoredRow& row : ReadRows(false)) {
-    for (const std::string& id : IdsIn(row.body)) {
+    for (const std::string& id : IdsIn(row)) {
       const std::optional<std::uint64_t> n = ids_.Parse(id);
       ASSERT_TRUE(n) << id;
       EXPECT_LT(last_of[row.patient], *n) << "readings of " << row.patient << " out of order";
@@ -754,10 +769,10 @@ TEST_F(OutboxWriterTest, WithPayloadEncryptionBodiesAreStoredSealed) {
   EXPECT_EQ(rows[0].body.find("monitor-1"), std::string::npos);
   auto sealed = AeadUnpack(rows[0].body);
   ASSERT_TRUE(sealed.ok()) << sealed.status().message();
-  auto plain = AeadOpen(key, BodyAad(false, RowFormat::kBatch, rows[0].seq), *sealed);
+  auto plain = AeadOpen(key, BodyAad(false, RowFormat::kCompact, rows[0].seq), *sealed);
   ASSERT_TRUE(plain.ok()) << plain.status().message();
-  EXPECT_EQ(IdsIn(*plain), std::vector<std::string>{ids_.Format(id)});
-  EXPECT_FALSE(AeadOpen(key, BodyAad(true, RowFormat::kBatch, rows[0].seq), *sealed).ok())
+  EXPECT_EQ(IdsIn(*plain, rows[0].count), std::vector<std::string>{ids_.Format(id)});
+  EXPECT_FALSE(AeadOpen(key, BodyAad(true, RowFormat::kCompact, rows[0].seq), *sealed).ok())
       << "a body is bound to its table";
 
   const std::vector<StoredRow> events = ReadRows(true);
@@ -774,14 +789,20 @@ TEST_F(OutboxWriterTest, WhenTheOutboxIsFullTheOldestReadingsAreEvictedAndAlerts
   so.max_bytes = 1ull << 20;  // the least an outbox works in
   // The alerts are the oldest rows: eviction must pass them by.
   for (std::uint64_t i = 1; i <= 3; ++i) PushAlert(NewAlert(0xF0 + i, p1_));
-  constexpr std::size_t kReadings = 16000;
+  // Compact rows take about 10 bytes a reading: more than the ring holds at once fill 1 MB.
+  constexpr std::size_t kWaves = 6;
+  constexpr std::size_t kPerWave = 25000;
+  constexpr std::size_t kReadings = kWaves * kPerWave;
   std::vector<std::uint64_t> pushed;
-  for (std::size_t i = 0; i < kReadings; ++i) pushed.push_back(Push(i % 2 == 0 ? p1_ : p2_));
   Make(OpenStore(so));
   writer_->Start();
-  ASSERT_TRUE(WaitFor([&] { return stats_.readings_committed.load() == kReadings; },
-                      std::chrono::seconds(60)))
-      << stats_.readings_committed.load() << " of " << kReadings << " committed";
+  for (std::size_t wave = 1; wave <= kWaves; ++wave) {
+    for (std::size_t i = 0; i < kPerWave; ++i) pushed.push_back(Push(i % 2 == 0 ? p1_ : p2_));
+    wake_store_.Ring();
+    ASSERT_TRUE(WaitFor([&] { return stats_.readings_committed.load() == wave * kPerWave; },
+                        std::chrono::seconds(60)))
+        << stats_.readings_committed.load() << " of " << wave * kPerWave << " committed";
+  }
   Stop();
 
   const std::uint64_t evicted = stats_.readings_evicted.load();
@@ -801,7 +822,7 @@ TEST_F(OutboxWriterTest, WhenTheOutboxIsFullTheOldestReadingsAreEvictedAndAlerts
   EXPECT_GT(rows.front().seq, pushed.front());
   std::set<std::string> kept;
   for (const StoredRow& row : rows) {
-    for (const std::string& id : IdsIn(row.body)) kept.insert(id);
+    for (const std::string& id : IdsIn(row)) kept.insert(id);
   }
   EXPECT_EQ(kept.count(ids_.Format(pushed.back())), 1u);
   EXPECT_EQ(kept.count(ids_.Format(pushed.front())), 0u);
@@ -826,7 +847,7 @@ TEST_F(OutboxWriterTest, WithoutAnOutboxAlertsAndReadingsAreForwardedFromMemory)
   EXPECT_EQ(nlohmann::json::parse(volatile_events_[0].body).at("id"), ids_.Format(0x51));
   ASSERT_EQ(volatile_batches_.size(), 1u);
   EXPECT_EQ(volatile_batches_[0].patient, "p-1");
-  EXPECT_EQ(IdsIn(volatile_batches_[0].body),
+  EXPECT_EQ(IdsIn(volatile_batches_[0]),
             (std::vector<std::string>{ids_.Format(a), ids_.Format(b)}));
   {
     std::lock_guard lock(mu_);
@@ -926,7 +947,7 @@ TEST_F(OutboxWriterTest, WhenCommitsFailAlertsGoOutFromMemoryAndAreStoredOnceCom
   EXPECT_EQ(events[0].body, volatile_events_[0].body) << "stored with the same id";
   const std::vector<StoredRow> rows = ReadRows(false);
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(IdsIn(rows[0].body), (std::vector<std::string>{ids_.Format(a), ids_.Format(b)}));
+  EXPECT_EQ(IdsIn(rows[0]), (std::vector<std::string>{ids_.Format(a), ids_.Format(b)}));
   TakeVolatile();
   EXPECT_EQ(VolatileReadings(), 0u);
 }
@@ -949,7 +970,7 @@ TEST_F(OutboxWriterTest, ReadingsGoOutFromMemoryOnceCommitsHaveFailedForVolatile
   }));
   EXPECT_TRUE(HealthReported(false));
   ASSERT_EQ(volatile_batches_.size(), 1u);
-  EXPECT_EQ(IdsIn(volatile_batches_[0].body),
+  EXPECT_EQ(IdsIn(volatile_batches_[0]),
             (std::vector<std::string>{ids_.Format(a), ids_.Format(b)}));
 
   g_fail_writes.store(false);
