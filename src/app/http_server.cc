@@ -206,6 +206,7 @@ class HttpServer::Core : public std::enable_shared_from_this<HttpServer::Core> {
   std::map<std::uint64_t, std::weak_ptr<Connection>> connections;
   std::uint64_t next_id = 1;
   std::size_t max_connections = 16;
+  std::chrono::milliseconds request_timeout = kRequestTimeout;
 
   // Accept errors.
   std::chrono::milliseconds backoff{0};
@@ -241,7 +242,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   void Start() {
     parser_.header_limit(kHeaderLimit);
     parser_.body_limit(0);
-    beast::get_lowest_layer(stream_).expires_after(kRequestTimeout);
+    beast::get_lowest_layer(stream_).expires_after(core_->request_timeout);
     auto self = this->shared_from_this();
     if constexpr (kTls) {
       stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
@@ -448,7 +449,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     response_.body() = std::move(body);
     response_.prepare_payload();
     serializer_.emplace(response_);
-    beast::get_lowest_layer(stream_).expires_after(kRequestTimeout);
+    beast::get_lowest_layer(stream_).expires_after(core_->request_timeout);
     auto self = this->shared_from_this();
     auto done = [self](beast::error_code ec, std::size_t) {
       if (ec) return self->Abort();
@@ -787,6 +788,10 @@ unsigned short HttpServer::port() const { return core_->listen_port; }
 std::uint64_t HttpServer::accept_failures() const { return core_->accept_failures; }
 std::size_t HttpServer::connections() const { return core_->connections.size(); }
 std::size_t HttpServer::max_connections() const { return core_->max_connections; }
+
+void HttpServer::set_request_timeout(std::chrono::milliseconds timeout) {
+  core_->request_timeout = timeout;
+}
 
 std::string HttpServer::HealthJson(int* http_status) const {
   return vg::HealthJson(core_->Snapshot(), &core_->stats, http_status);

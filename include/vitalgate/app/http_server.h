@@ -26,6 +26,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,6 +75,9 @@ class HttpServer {
   std::size_t connections() const;
   // The connection limit in force (http.max_connections, capped by the open-file limit).
   std::size_t max_connections() const;
+  // The time a client has to send its request's header, and to take the answer (5 s). Set
+  // before Listen; tests lengthen it to show what does not depend on it.
+  void set_request_timeout(std::chrono::milliseconds timeout);
 
   // The bodies, exposed for tests.
   std::string HealthJson(int* http_status) const;

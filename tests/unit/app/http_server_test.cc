@@ -17,6 +17,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "integration/ward_snapshot.h"
@@ -100,9 +101,10 @@ std::string Body(const std::string& response) {
 
 class HttpServerTest : public ::testing::Test {
  protected:
-  void Start(config::HttpConfig cfg = {}) {
+  void Start(config::HttpConfig cfg = {}, std::optional<std::chrono::milliseconds> request_timeout = {}) {
     if (cfg.listen.empty()) cfg.listen = "127.0.0.1:0";
     server_ = std::make_unique<HttpServer>(io_, stats_, clock_, HealthInfo{"gw", "site", "1"}, &source_);
+    if (request_timeout) server_->set_request_timeout(*request_timeout);
     const Status s = server_->Listen(cfg);
     ASSERT_TRUE(s.ok()) << s.message();
     port_ = server_->port();
@@ -240,15 +242,15 @@ TEST_F(HttpServerTest, RefusesPlainHttpBeyondLoopback) {
 TEST_F(HttpServerTest, IdleConnectionsMakeRoomForNewOnes) {
   config::HttpConfig cfg;
   cfg.max_connections = 4;
-  Start(cfg);
+  // Idle connections could keep their slots for an hour: the answer below (the client waits
+  // 5 s for it) comes only because the server closes the oldest idle one to make room.
+  Start(cfg, std::chrono::hours(1));
   std::vector<std::unique_ptr<Client>> idle;
   for (int i = 0; i < 20; ++i) {
     idle.push_back(std::make_unique<Client>(port_));
     ASSERT_TRUE(idle.back()->connected());
   }
-  const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(StatusCode(Get("/healthz")), 503);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);  // not after the 5 s request timeout
   EXPECT_LE(OnIo<std::size_t>([this] { return server_->connections(); }), 4u);
 }
 
