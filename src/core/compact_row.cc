@@ -120,7 +120,8 @@ void CompactRowEncoder::AppendString(std::string& out, std::string_view s, std::
   PutVarint(out, found);
   if (found == strings_.size()) {
     PutVarint(out, s.size());
-    strings_.push_back(Seen{static_cast<std::uint32_t>(out.size()), static_cast<std::uint32_t>(s.size())});
+    strings_.push_back(
+        Seen{static_cast<std::uint32_t>(out.size()), static_cast<std::uint32_t>(s.size())});
     out.append(s);
   }
   hint = found;
@@ -147,7 +148,8 @@ void CompactRowEncoder::Append(std::string& out, const ReadingText& t) {
     const auto bits = std::bit_cast<std::uint64_t>(t.value);
     for (int i = 0; i < 8; ++i) out += static_cast<char>((bits >> (8 * i)) & 0xFF);
   }
-  PutVarint(out, Zigzag(Difference(static_cast<std::uint64_t>(t.ts_ms), static_cast<std::uint64_t>(last_ts_))));
+  PutVarint(out, Zigzag(Difference(static_cast<std::uint64_t>(t.ts_ms),
+                                   static_cast<std::uint64_t>(last_ts_))));
   last_ts_ = t.ts_ms;
   if (device_time) {
     PutVarint(out, Zigzag(Difference(static_cast<std::uint64_t>(t.device_ts_ms),
@@ -235,8 +237,8 @@ Result<std::string> ExpandCompactRow(std::string_view body, std::uint32_t count)
     ++readings;
   }
   if (readings != count) {
-    return DataLoss("compact row: holds " + std::to_string(readings) + " readings, its count says " +
-                    std::to_string(count));
+    return DataLoss("compact row: holds " + std::to_string(readings) +
+                    " readings, its count says " + std::to_string(count));
   }
   return out;
 }

@@ -145,7 +145,7 @@ Status Run(sqlite3* db, sqlite::Stmt& st, const char* what) {
 }  // namespace
 
 std::string BodyAad(bool event, RowFormat format, std::uint64_t seq) {
-  std::string aad = event                          ? "vitalgate-outbox:alert:"
+  std::string aad = event                           ? "vitalgate-outbox:alert:"
                     : format == RowFormat::kBatch   ? "vitalgate-outbox:batch:"
                     : format == RowFormat::kCompact ? "vitalgate-outbox:compact:"
                                                     : "vitalgate-outbox:reading:";
@@ -814,7 +814,9 @@ Status ReadRows(sqlite3* db, sqlite::Stmt& st, int bit, std::uint64_t after, std
     row.rx_ms = st.Int(2);
     row.count = static_cast<std::uint32_t>(st.Int(3));
     const std::int64_t format = st.Int(4);
-    row.format = format == 1 ? RowFormat::kBatch : format == 2 ? RowFormat::kCompact : RowFormat::kSingle;
+    row.format = format == 1   ? RowFormat::kBatch
+                 : format == 2 ? RowFormat::kCompact
+                               : RowFormat::kSingle;
     row.kind = st.Int(5) == 1 ? EventKind::kAudit : EventKind::kAlert;
     row.body = std::string(st.Text(6));
     out.push_back(std::move(row));

@@ -101,7 +101,8 @@ std::string Body(const std::string& response) {
 
 class HttpServerTest : public ::testing::Test {
  protected:
-  void Start(config::HttpConfig cfg = {}, std::optional<std::chrono::milliseconds> request_timeout = {}) {
+  void Start(config::HttpConfig cfg = {},
+             std::optional<std::chrono::milliseconds> request_timeout = {}) {
     if (cfg.listen.empty()) cfg.listen = "127.0.0.1:0";
     server_ = std::make_unique<HttpServer>(io_, stats_, clock_, HealthInfo{"gw", "site", "1"}, &source_);
     if (request_timeout) server_->set_request_timeout(*request_timeout);

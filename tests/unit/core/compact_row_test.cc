@@ -119,7 +119,8 @@ TEST(CompactRowTest, RandomRowsExpandToTheirJson) {
       const std::uint64_t pick = rng() % 3;
       t.value = pick == 0   ? static_cast<double>(rng() % 300)
                 : pick == 1 ? static_cast<double>(rng() % 4000) / 10.0
-                            : std::ldexp(static_cast<double>(rng() % 1'000'000), -static_cast<int>(rng() % 40));
+                            : std::ldexp(static_cast<double>(rng() % 1'000'000),
+                                         -static_cast<int>(rng() % 40));
       if (info.type == ValueType::kAcvpu) t.value = static_cast<double>(rng() % 5);
       if (info.type == ValueType::kBool) t.value = static_cast<double>(rng() % 2);
       t.ts_ms = ts += static_cast<std::int64_t>(rng() % 2000) - 500;
@@ -140,11 +141,15 @@ TEST(CompactRowTest, TypicalReadingsTakeAFractionOfTheirJson) {
   // One patient's readings of one commit as the store writes them: a few devices, the usual
   // metrics, whole and one-decimal values, times close together.
   std::vector<ReadingText> readings;
-  const char* metrics[][2] = {{"heart_rate", "/min"}, {"spo2", "%"}, {"resp_rate", "/min"},
-                              {"temperature", "Cel"}, {"bp_systolic", "mm[Hg]"}};
+  const char* metrics[][2] = {{"heart_rate", "/min"},
+                              {"spo2", "%"},
+                              {"resp_rate", "/min"},
+                              {"temperature", "Cel"},
+                              {"bp_systolic", "mm[Hg]"}};
   for (std::uint64_t i = 0; i < 100; ++i) {
-    ReadingText t = Typical(0x1000 + i, 1'764'590'400'000 + static_cast<std::int64_t>(i) * 10,
-                            i % 5 == 3 ? 36.5 + static_cast<double>(i % 7) / 10 : 60 + static_cast<double>(i % 40));
+    ReadingText t = Typical(
+        0x1000 + i, 1'764'590'400'000 + static_cast<std::int64_t>(i) * 10,
+        i % 5 == 3 ? 36.5 + static_cast<double>(i % 7) / 10 : 60 + static_cast<double>(i % 40));
     t.metric = metrics[i % 5][0];
     t.unit = metrics[i % 5][1];
     t.device = i % 2 == 0 ? "monitor-1" : "oximeter-2";
@@ -177,7 +182,8 @@ TEST(CompactRowTest, DamagedRowsAreErrorsNamingTheByte) {
   reference[2] = '\x05';
   auto r = ExpandCompactRow(reference, 2);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("instance at byte 2"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("instance at byte 2"), std::string::npos)
+      << r.status().message();
 
   // Every truncation is an error, never a crash or a shorter row taken for whole.
   for (std::size_t n = 0; n < body.size(); ++n) {

@@ -293,7 +293,8 @@ TEST_F(FhirLinkTest, ASlowServerIsBoundedByTheTimeout) {
   // The server answers after 5 s: a failure means the link gave up before the answer came.
   const DeliveryOutcome out = link->Deliver(Batch(rows_), 500ms);
   ASSERT_TRUE(out.failure);
-  EXPECT_NE(out.failure->reason.find("reading the answer"), std::string::npos) << out.failure->reason;
+  EXPECT_NE(out.failure->reason.find("reading the answer"), std::string::npos)
+      << out.failure->reason;
 }
 
 TEST_F(FhirLinkTest, TheServerMustBeTrustedAndNamedInItsCertificate) {

@@ -247,7 +247,8 @@ TEST_F(ForwarderTest, AStoredRowThatCannotBeRenderedIsDeadLetteredAndHoldsNothin
 }
 
 // A row of `n` readings of `patient` in the compact stored form, ids "gw1-<hex>" from first_id.
-StoredRow CompactReadings(std::uint64_t first_id, const std::string& patient, int n, std::string* json) {
+StoredRow CompactReadings(std::uint64_t first_id, const std::string& patient, int n,
+                          std::string* json) {
   StoredRow row;
   row.seq = first_id;
   row.patient = patient;
