@@ -196,8 +196,14 @@ def test_bounded_storage_drops_oldest_readings_keeps_alerts_and_alarms(
     assert evicted and int(evicted[0].split()[1]) > 0
     on_disk = os.path.getsize(db) + (os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0)
     assert on_disk <= 2 * 1048576 * 1.05, f"outbox uses {on_disk} bytes, max_bytes is 2 MiB"
-    broker.start()
-    sub = Subscriber(broker.port, certs)
+    # Held while the broker comes back and the subscriber subscribes: the alerts go out first,
+    # and a gateway that reconnected before the SUBACK would publish them to nobody.
+    gw.signal(signal.SIGSTOP)
+    try:
+        broker.start()
+        sub = Subscriber(broker.port, certs)
+    finally:
+        gw.signal(signal.SIGCONT)
     try:
         wait_until(lambda: len(first_deliveries(sub)) > 1000, 60, what="the backlog")
         alerts = sub.alerts()
