@@ -283,8 +283,7 @@ void Forwarder::Fill() {
   if (volatile_.HasWork() && scheduler_.WantsBatches()) {
     std::vector<StoredRow> events, batches;
     volatile_.TakeAll(events, batches);
-    for (StoredRow& r : events) scheduler_.AddVolatileEvent(std::move(r));
-    for (StoredRow& r : batches) scheduler_.AddVolatileBatch(std::move(r));
+    feed_.AddInMemory(std::move(events), std::move(batches), scheduler_, done);
   }
   feed_.Refill(scheduler_, done);
   Report(done);

@@ -66,6 +66,30 @@ bool OutboxFeed::Expand(StoredRow& row) {
   return true;
 }
 
+DeadLetter OutboxFeed::DeadLetterOf(const StoredRow& row, bool event, std::string reason) const {
+  DeadLetter d;
+  d.destination = options_.name;
+  d.kind = event ? "alert" : "reading";
+  d.patient = row.patient;
+  d.reason = std::move(reason);
+  d.ts_ms = clock_.WallMs();
+  d.body = row.body;
+  return d;
+}
+
+void OutboxFeed::AddInMemory(std::vector<StoredRow> events, std::vector<StoredRow> batches,
+                             DeliveryScheduler& scheduler, DoneRows& done) {
+  for (StoredRow& row : events) scheduler.AddVolatileEvent(std::move(row));
+  for (StoredRow& row : batches) {
+    if (Expand(row)) {
+      scheduler.AddVolatileBatch(std::move(row));
+    } else {
+      // Counted and kept like a damaged stored row; there is no row to delete.
+      done.dead_letters.push_back(DeadLetterOf(row, false, "the row held in memory is damaged"));
+    }
+  }
+}
+
 void OutboxFeed::Refill(DeliveryScheduler& scheduler, DoneRows& done) {
   // Commits since the last look say whether there is anything new to read.
   const std::uint64_t events = stats_.alerts_committed.load(std::memory_order_acquire);
@@ -108,14 +132,7 @@ void OutboxFeed::Refill(DeliveryScheduler& scheduler, DoneRows& done) {
         open.push_back(std::move(row));
       } else {
         // Cannot ever be delivered: keep it for inspection, never block the rest.
-        DeadLetter d;
-        d.destination = options_.name;
-        d.kind = event ? "alert" : "reading";
-        d.patient = row.patient;
-        d.reason = std::move(reason);
-        d.ts_ms = clock_.WallMs();
-        d.body = row.body;
-        done.dead_letters.push_back(std::move(d));
+        done.dead_letters.push_back(DeadLetterOf(row, event, std::move(reason)));
         (event ? done.events : done.batches).push_back(row.seq);
         if (!event) done.readings += row.count;
       }

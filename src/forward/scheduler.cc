@@ -2,9 +2,6 @@
 
 #include <algorithm>
 
-#include <spdlog/spdlog.h>
-
-#include "vitalgate/core/compact_row.h"
 #include "vitalgate/core/patient_directory.h"
 
 namespace vg {
@@ -79,18 +76,6 @@ void DeliveryScheduler::AddBatches(std::vector<StoredRow> rows, DoneRows& done) 
 
 std::vector<std::string_view> DeliveryScheduler::Share(StoredRow& row,
                                                       std::shared_ptr<const std::string>& text) {
-  if (row.format == RowFormat::kCompact) {
-    // Rows handed over in memory (the outbox feed expands stored ones and dead-letters those
-    // it cannot read). Their writer built them moments ago.
-    auto expanded = ExpandCompactRow(row.body, row.count);
-    if (!expanded.ok()) {
-      spdlog::error("readings of row {} held in memory cannot be read: {}", row.seq,
-                    expanded.status().message());
-      return {};
-    }
-    row.body = std::move(*expanded);
-    row.format = RowFormat::kBatch;
-  }
   text = std::make_shared<const std::string>(std::move(row.body));
   if (row.format == RowFormat::kBatch) return SplitBatchBody(*text);
   return {std::string_view(*text)};

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vitalgate/core/aead.h"
 #include "vitalgate/core/clock.h"
@@ -35,6 +36,10 @@ class OutboxFeed {
 
   // Reads what is new into `scheduler`; rows it filters out or cannot open land in `done`.
   void Refill(DeliveryScheduler& scheduler, DoneRows& done);
+  // Rows the store holds only in memory while its commits fail, opened like stored ones: a
+  // reading row that cannot be read becomes a dead letter in `done` (nothing to delete).
+  void AddInMemory(std::vector<StoredRow> events, std::vector<StoredRow> batches,
+                   DeliveryScheduler& scheduler, DoneRows& done);
   // Oldest receive time of what this destination has not acknowledged, from the outbox (0:
   // nothing); nullopt when it cannot be read now.
   std::optional<std::int64_t> OldestUnackedRxMs();
@@ -46,6 +51,7 @@ class OutboxFeed {
   bool Unseal(StoredRow& row, bool event);
   // Turns a compact reading row into its JSON text; false (logged) when it is damaged.
   bool Expand(StoredRow& row);
+  DeadLetter DeadLetterOf(const StoredRow& row, bool event, std::string reason) const;
 
   OutboxFeedOptions options_;
   const Clock& clock_;

@@ -293,6 +293,26 @@ TEST_F(ForwarderTest, CompactRowsGoOutAsTheirJsonAndADamagedOneIsADeadLetter) {
   EXPECT_EQ(dest_.dead_letters.load(), 1u);
 }
 
+TEST_F(ForwarderTest, InMemoryCompactRowsGoOutAsTheirJsonAndADamagedOneIsADeadLetter) {
+  // While commits fail the store hands its rows over in memory, as its writer built them.
+  Make(ForwarderOptions{});
+  std::string json;
+  StoredRow damaged = CompactReadings(1, "p1", 2, nullptr);
+  damaged.body.resize(damaged.body.size() - 3);  // cut short
+  std::vector<StoredRow> rows{damaged, CompactReadings(3, "p1", 2, &json)};
+  volatile_.PushBatches(std::move(rows));
+  ASSERT_TRUE(StepUntil([&] { return On("/readings/p1").size() == 1; }));
+  const nlohmann::json payload = nlohmann::json::parse(On("/readings/p1")[0].payload);
+  EXPECT_EQ(payload.at("readings"), nlohmann::json::parse("[" + json + "]"));
+  const std::vector<DeadLetter> dead = StepUntilDeadLetters();
+  ASSERT_EQ(dead.size(), 1u) << "a row that cannot be read is counted, never dropped unseen";
+  EXPECT_EQ(dead[0].kind, "reading");
+  EXPECT_EQ(dead[0].patient, "p1");
+  EXPECT_NE(dead[0].reason.find("held in memory"), std::string::npos) << dead[0].reason;
+  EXPECT_EQ(dead[0].body, damaged.body);
+  EXPECT_EQ(dest_.dead_letters.load(), 1u);
+}
+
 TEST_F(ForwarderTest, AnAlertGoesAheadOfAReadingsBacklog) {
   broker_.auto_ack = false;
   ForwarderOptions o;

@@ -6,7 +6,6 @@
 
 #include <map>
 
-#include "vitalgate/core/compact_row.h"
 
 namespace vg {
 namespace {
@@ -273,35 +272,6 @@ TEST(SchedulerTest, InMemoryRowsAreDeliveredInOrderButNeverReportedDone) {
   EXPECT_EQ(Bodies(*m), (std::vector<std::string>{R(2), R(5)}));
   s.OnOutcome(m->token, {}, "mqtt", 0, done);
   EXPECT_EQ(done.batches, std::vector<std::uint64_t>{5});
-}
-
-TEST(SchedulerTest, InMemoryRowsInTheCompactFormGoOutAsTheirJson) {
-  // The store hands its rows over in memory while commits fail, as it built them.
-  StoredRow row;
-  row.seq = 7;
-  row.patient = "p1";
-  row.count = 2;
-  row.format = RowFormat::kCompact;
-  CompactRowEncoder encoder;
-  encoder.Begin(row.body);
-  std::vector<std::string> json;
-  for (std::uint64_t id : {std::uint64_t{7}, std::uint64_t{8}}) {
-    ReadingText t;
-    t.instance = "gw1";
-    t.id = id;
-    t.device = "cuff";
-    t.metric = "bp_systolic";
-    t.unit = "mm[Hg]";
-    t.value = 120 + static_cast<double>(id);
-    t.ts_ms = 1'790'000'000'000;
-    encoder.Append(row.body, t);
-    AppendReadingJson(json.emplace_back(), t);
-  }
-  DeliveryScheduler s(SchedulerOptions{});
-  s.AddVolatileBatch(row);
-  auto m = s.Next();
-  ASSERT_TRUE(m);
-  EXPECT_EQ(Bodies(*m), json);
 }
 
 TEST(SchedulerTest, OldestReceiveTimeCoversQueuedAndInFlight) {
