@@ -75,7 +75,8 @@ class DeliveryScheduler {
   DeliveryScheduler& operator=(DeliveryScheduler&&) = default;
 
   // Stored rows, opened (unsealed, reading rows expanded into their JSON text: see OutboxFeed),
-  // in seq order (events and batches separately; each call continues the previous one). Rows this destination does not take are returned as done at once.
+  // in seq order (events and batches separately; each call continues the previous one). Rows
+  // this destination does not take are returned as done at once.
   void AddEvents(std::vector<StoredRow> rows, DoneRows& done);
   void AddBatches(std::vector<StoredRow> rows, DoneRows& done);
   // Rows held only in memory (the store is failing): delivered like stored ones, never

@@ -29,8 +29,8 @@ class VolatileQueue {
     has_work_.store(true, std::memory_order_release);
   }
 
-  // Rows of readings, as the writer built them. Returns how many of the oldest queued readings had to
-  // be dropped to stay within the bound; the patients they belonged to are added to
+  // Rows of readings, as the writer built them. Returns how many of the oldest queued readings
+  // had to be dropped to stay within the bound; the patients they belonged to are added to
   // `dropped_patients` (each once).
   std::size_t PushBatches(std::vector<StoredRow>&& rows, std::vector<std::string>* dropped_patients = nullptr) {
     std::lock_guard lock(mu_);
