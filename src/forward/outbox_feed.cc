@@ -56,7 +56,7 @@ bool OutboxFeed::Expand(StoredRow& row) {
   auto text = ExpandCompactRow(row.body, row.count);
   if (!text.ok()) {
     if (error_log_.Allow(clock_.MonotonicNs(), errors_suppressed_)) {
-      spdlog::error("{}: outbox row {} cannot be read ({}); kept as a dead letter", options_.name,
+      spdlog::error("{}: reading row {} cannot be read ({}); kept as a dead letter", options_.name,
                     row.seq, text.status().message());
     }
     return false;

@@ -189,6 +189,24 @@ class ForwarderTest : public ::testing::Test {
     return out;
   }
 
+  // After a damaged row of readings and a good one of the same patient were handed over: the
+  // good one went out as `json` (the text AppendReadingJson writes), the damaged one is one
+  // dead letter, counted and kept as it was.
+  void ExpectRowAndDeadLetter(const std::string& json, const StoredRow& damaged,
+                              const std::string& reason) {
+    ASSERT_TRUE(StepUntil([&] { return On("/readings/" + damaged.patient).size() == 1; }));
+    const nlohmann::json payload =
+        nlohmann::json::parse(On("/readings/" + damaged.patient)[0].payload);
+    EXPECT_EQ(payload.at("readings"), nlohmann::json::parse("[" + json + "]"));
+    const std::vector<DeadLetter> dead = StepUntilDeadLetters();
+    ASSERT_EQ(dead.size(), 1u) << "a row that cannot be read is counted, never dropped unseen";
+    EXPECT_EQ(dead[0].kind, "reading");
+    EXPECT_EQ(dead[0].patient, damaged.patient);
+    EXPECT_EQ(dead[0].reason, reason);
+    EXPECT_EQ(dead[0].body, damaged.body) << "kept as it was, for inspection";
+    EXPECT_EQ(dest_.dead_letters.load(), 1u);
+  }
+
   std::string path_;
   std::unique_ptr<OutboxStore> store_;
   FakeBroker broker_;
@@ -280,17 +298,7 @@ TEST_F(ForwarderTest, CompactRowsGoOutAsTheirJsonAndADamagedOneIsADeadLetter) {
   StoredRow damaged = CompactReadings(1, "p1", 2, nullptr);
   damaged.body.resize(damaged.body.size() - 3);  // cut short
   Commit({damaged, CompactReadings(3, "p1", 2, &json)});
-  ASSERT_TRUE(StepUntil([&] { return On("/readings/p1").size() == 1; }));
-  const nlohmann::json payload = nlohmann::json::parse(On("/readings/p1")[0].payload);
-  EXPECT_EQ(payload.at("readings"), nlohmann::json::parse("[" + json + "]"))
-      << "the readings of the whole row, as AppendReadingJson writes them";
-  const std::vector<DeadLetter> dead = StepUntilDeadLetters();
-  ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(dead[0].kind, "reading");
-  EXPECT_EQ(dead[0].patient, "p1");
-  EXPECT_NE(dead[0].reason.find("damaged"), std::string::npos) << dead[0].reason;
-  EXPECT_EQ(dead[0].body, damaged.body) << "kept as stored, for inspection";
-  EXPECT_EQ(dest_.dead_letters.load(), 1u);
+  ExpectRowAndDeadLetter(json, damaged, "the stored row is damaged");
 }
 
 TEST_F(ForwarderTest, InMemoryCompactRowsGoOutAsTheirJsonAndADamagedOneIsADeadLetter) {
@@ -301,16 +309,7 @@ TEST_F(ForwarderTest, InMemoryCompactRowsGoOutAsTheirJsonAndADamagedOneIsADeadLe
   damaged.body.resize(damaged.body.size() - 3);  // cut short
   std::vector<StoredRow> rows{damaged, CompactReadings(3, "p1", 2, &json)};
   volatile_.PushBatches(std::move(rows));
-  ASSERT_TRUE(StepUntil([&] { return On("/readings/p1").size() == 1; }));
-  const nlohmann::json payload = nlohmann::json::parse(On("/readings/p1")[0].payload);
-  EXPECT_EQ(payload.at("readings"), nlohmann::json::parse("[" + json + "]"));
-  const std::vector<DeadLetter> dead = StepUntilDeadLetters();
-  ASSERT_EQ(dead.size(), 1u) << "a row that cannot be read is counted, never dropped unseen";
-  EXPECT_EQ(dead[0].kind, "reading");
-  EXPECT_EQ(dead[0].patient, "p1");
-  EXPECT_NE(dead[0].reason.find("held in memory"), std::string::npos) << dead[0].reason;
-  EXPECT_EQ(dead[0].body, damaged.body);
-  EXPECT_EQ(dest_.dead_letters.load(), 1u);
+  ExpectRowAndDeadLetter(json, damaged, "the row held in memory is damaged");
 }
 
 TEST_F(ForwarderTest, AnAlertGoesAheadOfAReadingsBacklog) {
